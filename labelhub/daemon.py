@@ -1,0 +1,77 @@
+"""The aiohttp application: its resources, middlewares and routes."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import structlog
+from aiohttp import web
+
+from labelhub import __version__, keys
+from labelhub.accounts import ensure_demo_accounts
+from labelhub.config import Settings
+from labelhub.handlers import auth, health, users
+from labelhub.handlers.middleware import errors_as_json, request_context
+from labelhub.handlers.routing import Routes, add_routes
+from labelhub.metrics import Metrics
+from labelhub.security import LoginGuard, Passwords, Tokens
+from labelhub.store.engine import create_engine, create_sessions
+from labelhub.store.migrate import migrate
+
+log = structlog.get_logger(__name__)
+
+ROUTE_GROUPS: list[Routes] = [health.routes, auth.routes, users.routes]
+
+
+def create_app(settings: Settings) -> web.Application:
+    """Build the daemon; resources open on start-up and close on shutdown."""
+    app = web.Application(
+        middlewares=[request_context, errors_as_json],
+        client_max_size=max(settings.webhook_max_body_mb, settings.items_max_body_mb)
+        * 1024
+        * 1024,
+    )
+    app[keys.SETTINGS] = settings
+    app[keys.METRICS] = Metrics()
+    app[keys.TOKENS] = Tokens.from_settings(settings)
+    app[keys.PASSWORDS] = Passwords(settings.bcrypt_rounds)
+    app.cleanup_ctx.append(_store)
+    add_routes(app, ROUTE_GROUPS)
+    return app
+
+
+async def _store(app: web.Application) -> AsyncIterator[None]:
+    settings = app[keys.SETTINGS]
+    engine = create_engine(settings.database)
+    if settings.labelhub_migrate_on_start:
+        await migrate(engine)
+        log.info("store_migrated", database=engine.dialect.name)
+    app[keys.ENGINE] = engine
+    app[keys.SESSIONS] = create_sessions(engine)
+    app[keys.LOGIN_GUARD] = LoginGuard(
+        app[keys.SESSIONS], settings.login_max_failures, settings.login_window_s
+    )
+    if settings.labelhub_demo:
+        await ensure_demo_accounts(app[keys.SESSIONS], app[keys.PASSWORDS])
+    yield
+    await engine.dispose()
+
+
+def run(settings: Settings, host: str, port: int) -> None:
+    """Serve until SIGINT or SIGTERM; in-flight requests finish first."""
+    log.info(
+        "daemon_starting",
+        version=__version__,
+        host=host,
+        port=port,
+        **settings.summary(),
+    )
+    web.run_app(
+        create_app(settings),
+        host=host,
+        port=port,
+        access_log=None,
+        print=None,
+        shutdown_timeout=30.0,
+    )
+    log.info("daemon_stopped")

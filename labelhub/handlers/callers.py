@@ -1,0 +1,50 @@
+"""Who is calling: bearer token checked, account looked up on every request.
+
+The account is read on each request (one primary-key lookup), so that a
+deactivated account's tokens stop working at once and a role change applies
+to the next request.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import structlog
+from aiohttp import web
+
+from labelhub import keys
+from labelhub.errors import Forbidden, Unauthorized
+from labelhub.security import LOGIN_AGAIN
+from labelhub.store import users
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    id: int
+    username: str
+    role: str
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+
+async def authenticate(request: web.Request, access: str) -> Caller | None:
+    """The caller of a route with `access`, or 401/403 when not allowed."""
+    if access in ("public", "webhook"):
+        return None
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized(LOGIN_AGAIN)
+    claims = request.app[keys.TOKENS].verify(token.strip())
+
+    async with request.app[keys.SESSIONS]() as session:
+        user = await users.find(session, claims.username)
+    if user is None or not user.active:
+        raise Unauthorized("the account behind this token is unknown or deactivated")
+    caller = Caller(id=user.id, username=user.username, role=user.role)
+    structlog.contextvars.bind_contextvars(user=caller.username)
+
+    if access == "admin" and not caller.is_admin:
+        raise Forbidden("this route is for admins only")
+    return caller
