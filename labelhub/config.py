@@ -82,6 +82,7 @@ class Settings(BaseSettings):
     reconcile_overlap_s: int = Field(120, ge=0, le=86_400)
     job_lease_s: int = Field(60, ge=5, le=3600)
     job_poll_s: float = Field(2.0, gt=0, le=600)
+    job_workers: int = Field(2, ge=0, le=16)
 
     @field_validator("ls_base_url", "labelhub_public_url")
     @classmethod

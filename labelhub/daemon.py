@@ -4,23 +4,35 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+import aiohttp
 import structlog
 from aiohttp import web
 
 from labelhub import __version__, keys
 from labelhub.accounts import ensure_demo_accounts
 from labelhub.config import Settings
-from labelhub.handlers import auth, health, users
+from labelhub.handlers import auth, datasets, health, jobs, users
 from labelhub.handlers.middleware import errors_as_json, request_context
 from labelhub.handlers.routing import Routes, add_routes
 from labelhub.metrics import Metrics
 from labelhub.security import LoginGuard, Passwords, Tokens
 from labelhub.store.engine import create_engine, create_sessions
 from labelhub.store.migrate import migrate
+from labelhub.studio.client import StudioClient
+from labelhub.sync.importer import run_import
+from labelhub.sync.runner import JobHandler, JobRunner
 
 log = structlog.get_logger(__name__)
 
-ROUTE_GROUPS: list[Routes] = [health.routes, auth.routes, users.routes]
+JOB_HANDLERS: dict[str, JobHandler] = {"import": run_import}
+
+ROUTE_GROUPS: list[Routes] = [
+    health.routes,
+    auth.routes,
+    users.routes,
+    datasets.routes,
+    jobs.routes,
+]
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -36,6 +48,8 @@ def create_app(settings: Settings) -> web.Application:
     app[keys.TOKENS] = Tokens.from_settings(settings)
     app[keys.PASSWORDS] = Passwords(settings.bcrypt_rounds)
     app.cleanup_ctx.append(_store)
+    app.cleanup_ctx.append(_studio)
+    app.cleanup_ctx.append(_jobs)
     add_routes(app, ROUTE_GROUPS)
     return app
 
@@ -55,6 +69,42 @@ async def _store(app: web.Application) -> AsyncIterator[None]:
         await ensure_demo_accounts(app[keys.SESSIONS], app[keys.PASSWORDS])
     yield
     await engine.dispose()
+
+
+async def _studio(app: web.Application) -> AsyncIterator[None]:
+    settings = app[keys.SETTINGS]
+    session = aiohttp.ClientSession(
+        timeout=aiohttp.ClientTimeout(total=None),
+        connector=aiohttp.TCPConnector(limit=20),
+        trust_env=True,
+    )
+    app[keys.STUDIO] = StudioClient.from_settings(session, settings, app[keys.METRICS])
+    studio = app[keys.STUDIO]
+    if studio is None:
+        log.warning(
+            "label_studio_not_configured",
+            detail="set LS_BASE_URL and LS_API_TOKEN to import and reconcile",
+        )
+    else:
+        log.info("label_studio_configured", url=studio.base_url, token=studio.auth.kind)
+    yield
+    await session.close()
+
+
+async def _jobs(app: web.Application) -> AsyncIterator[None]:
+    settings = app[keys.SETTINGS]
+    runner = JobRunner(
+        app[keys.SESSIONS],
+        settings,
+        app[keys.STUDIO],
+        app[keys.METRICS],
+        JOB_HANDLERS,
+        workers=settings.job_workers,
+    )
+    app[keys.RUNNER] = runner
+    runner.start()
+    yield
+    await runner.stop()
 
 
 def run(settings: Settings, host: str, port: int) -> None:

@@ -74,18 +74,38 @@ class Unavailable(LabelhubError):
 
 
 class StudioError(LabelhubError):
-    """A call to Label Studio failed; the message names the call and the cause."""
+    """A call to Label Studio failed; the message names the call and the cause.
+
+    `kind` says what went wrong: `http` (an error answer), `timeout`,
+    `connect` (nothing was sent), `disconnected` or `invalid` (an answer
+    labelhub cannot use). `retryable`: the same call may succeed later
+    (connection trouble, 429, 5xx). `maybe_applied`: Label Studio may have
+    carried the call out although no success answer arrived, so repeating a
+    non-idempotent call is unsafe.
+    """
 
     status = 502
     code = "label_studio_error"
 
     def __init__(
-        self, call: str, reason: str, *, http_status: int | None = None
+        self,
+        call: str,
+        reason: str,
+        *,
+        kind: str = "http",
+        http_status: int | None = None,
+        retryable: bool = False,
+        maybe_applied: bool = False,
+        retry_after_s: float | None = None,
     ) -> None:
         super().__init__(f"Label Studio call {call} failed: {reason}")
         self.call = call
         self.reason = reason
+        self.kind = kind
         self.http_status = http_status
+        self.retryable = retryable
+        self.maybe_applied = maybe_applied
+        self.retry_after_s = retry_after_s
 
 
 class ConfigError(LabelhubError):

@@ -12,6 +12,8 @@ from labelhub.config import Settings
 if TYPE_CHECKING:
     from labelhub.metrics import Metrics
     from labelhub.security import LoginGuard, Passwords, Tokens
+    from labelhub.studio.client import StudioClient
+    from labelhub.sync.runner import JobRunner
 
 SETTINGS = web.AppKey("settings", Settings)
 ENGINE = web.AppKey("engine", AsyncEngine)
@@ -19,4 +21,6 @@ SESSIONS = web.AppKey("sessions", async_sessionmaker[Any])
 PASSWORDS: web.AppKey[Passwords] = web.AppKey("passwords")
 LOGIN_GUARD: web.AppKey[LoginGuard] = web.AppKey("login_guard")
 TOKENS: web.AppKey[Tokens] = web.AppKey("tokens")
+STUDIO: web.AppKey[StudioClient | None] = web.AppKey("studio")
+RUNNER: web.AppKey[JobRunner] = web.AppKey("runner")
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")

@@ -143,6 +143,7 @@ def make_settings(database_url: str) -> Callable[..., Settings]:
             "labelhub_demo": True,
             "reconcile_interval_s": 0,
             "labelhub_log_format": "json",
+            "job_workers": 0,
         }
         values.update(overrides)
         return Settings(_env_file=None, **values)  # type: ignore[call-arg]
@@ -169,6 +170,16 @@ async def login(client: Client, username: str, password: str) -> dict[str, str]:
     assert response.status == 200, await response.text()
     token = (await response.json())["access_token"]
     return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+def admin_for() -> Callable[[Client], Awaitable[dict[str, str]]]:
+    """Log in as the demo admin on another client than the default one."""
+
+    async def log_in(other: Client) -> dict[str, str]:
+        return await login(other, "admin", "admin123")
+
+    return log_in
 
 
 @pytest.fixture

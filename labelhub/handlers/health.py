@@ -36,7 +36,10 @@ async def ready(call: Call) -> ReadyOut:
 
     Otherwise 503, naming each check that failed in `error.details`.
     """
-    checks = {"database": await _check_database(call)}
+    checks = {
+        "database": await _check_database(call),
+        "label_studio": await _check_studio(call),
+    }
     failed = {
         name: result
         for name, result in checks.items()
@@ -64,3 +67,10 @@ def describe(exc: BaseException) -> str:
     """An exception as one short line: its type and first line of text."""
     lines = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+
+
+async def _check_studio(call: Call) -> str:
+    studio = call.app[keys.STUDIO]
+    if studio is None:
+        return "not configured"
+    return await studio.check_health(CHECK_TIMEOUT_S)

@@ -1,0 +1,228 @@
+"""Queries over tasks: adding items, listing, and the import's bookkeeping."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import bindparam, func, insert, null, select, text, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from labelhub.store.models import Task, User, UTCDateTime, utcnow
+from labelhub.store.sql import dialect
+
+SQLITE_INSERT_CHUNK = 5000
+
+
+async def add_items(
+    session: AsyncSession, dataset_id: int, items: Sequence[dict[str, Any]]
+) -> int:
+    """Store each item as a new task of the dataset, in one transaction."""
+    if dialect(session) == "postgresql":
+        await _copy_items(session, dataset_id, items)
+    else:
+        now = utcnow()
+        for start in range(0, len(items), SQLITE_INSERT_CHUNK):
+            rows = [
+                {
+                    "dataset_id": dataset_id,
+                    "data": item,
+                    "origin": "labelhub",
+                    "status": "new",
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for item in items[start : start + SQLITE_INSERT_CHUNK]
+            ]
+            await session.execute(insert(Task), rows)
+    return len(items)
+
+
+async def _copy_items(
+    session: AsyncSession, dataset_id: int, items: Sequence[dict[str, Any]]
+) -> None:
+    # COPY is an order of magnitude faster than INSERTs for 100,000 rows, and
+    # the count triggers fire for it once, like for one INSERT.
+    connection = await session.connection()
+    raw = await connection.get_raw_connection()
+    driver = raw.driver_connection
+    if driver is None:
+        raise RuntimeError("no PostgreSQL connection to COPY through")
+    now = utcnow()
+    dumps = json.dumps
+    async with (
+        driver.cursor() as cursor,
+        cursor.copy(
+            "COPY tasks (dataset_id, data, origin, status, created_at, updated_at) "
+            "FROM STDIN"
+        ) as copy,
+    ):
+        for item in items:
+            await copy.write_row((dataset_id, dumps(item), "labelhub", "new", now, now))
+
+
+@dataclass(frozen=True)
+class TaskRow:
+    id: int
+    dataset_id: int
+    ls_project_id: int | None
+    ls_task_id: int | None
+    status: str
+    assigned_to: str | None
+    label: str | None
+    data: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class TaskFilter:
+    dataset_id: int | None = None
+    status: str | None = None
+    assignee_id: int | None = None
+    unassigned: bool = False
+    label: str | None = None
+    unlabeled: bool = False
+
+
+async def page(
+    session: AsyncSession,
+    wanted: TaskFilter,
+    *,
+    after: int | None,
+    limit: int,
+    with_data: bool = False,
+) -> list[TaskRow]:
+    """Up to `limit` tasks with ids above `after`, in id order (keyset paging)."""
+    columns = [
+        Task.id,
+        Task.dataset_id,
+        Task.ls_project_id,
+        Task.ls_task_id,
+        Task.status,
+        User.username,
+        Task.label,
+    ]
+    query = select(*columns, Task.data if with_data else null()).outerjoin(
+        User, User.id == Task.assigned_to
+    )
+    query = _where(query, wanted)
+    if after is not None:
+        query = query.where(Task.id > after)
+    rows = await session.execute(query.order_by(Task.id).limit(limit))
+    return [TaskRow(*row) for row in rows]
+
+
+def _where(query: Any, wanted: TaskFilter) -> Any:
+    if wanted.dataset_id is not None:
+        query = query.where(Task.dataset_id == wanted.dataset_id)
+    if wanted.status is not None:
+        query = query.where(Task.status == wanted.status)
+    if wanted.assignee_id is not None:
+        query = query.where(Task.assigned_to == wanted.assignee_id)
+    if wanted.unassigned:
+        query = query.where(Task.assigned_to.is_(None))
+    if wanted.label is not None:
+        query = query.where(Task.label == wanted.label)
+    if wanted.unlabeled:
+        query = query.where(Task.label.is_(None))
+    return query
+
+
+async def next_new_batch(
+    session: AsyncSession, dataset_id: int, limit: int
+) -> list[tuple[int, dict[str, Any]]]:
+    """The oldest `limit` items of the dataset not yet sent to Label Studio."""
+    rows = await session.execute(
+        select(Task.id, Task.data)
+        .where(
+            Task.dataset_id == dataset_id,
+            Task.status == "new",
+            Task.import_sent_at.is_(None),
+        )
+        .order_by(Task.id)
+        .limit(limit)
+    )
+    return [(task_id, data) for task_id, data in rows]
+
+
+async def count_new(session: AsyncSession, dataset_id: int) -> int:
+    count = await session.scalar(
+        select(func.count()).where(Task.dataset_id == dataset_id, Task.status == "new")
+    )
+    return count or 0
+
+
+async def mark_sent(
+    session: AsyncSession, task_ids: Sequence[int], at: datetime
+) -> None:
+    await session.execute(
+        update(Task).where(Task.id.in_(task_ids)).values(import_sent_at=at)
+    )
+
+
+async def in_flight(session: AsyncSession, dataset_id: int) -> list[int]:
+    """Items sent in a batch whose answer never arrived."""
+    rows = await session.scalars(
+        select(Task.id).where(
+            Task.dataset_id == dataset_id,
+            Task.status == "new",
+            Task.import_sent_at.is_not(None),
+        )
+    )
+    return list(rows)
+
+
+async def clear_sent(session: AsyncSession, task_ids: Sequence[int]) -> None:
+    await session.execute(
+        update(Task)
+        .where(Task.id.in_(task_ids), Task.status == "new")
+        .values(import_sent_at=None)
+    )
+
+
+async def link(
+    session: AsyncSession, project_id: int, pairs: Sequence[tuple[int, int]]
+) -> int:
+    """Record which Label Studio task each new item became; moves them to imported.
+
+    Label Studio on SQLite hands out the ids of deleted tasks again, so a task
+    the index still holds under an id now given to a new item is gone from
+    Label Studio: it is marked deleted first.
+    """
+    if not pairs:
+        return 0
+    now = utcnow()
+    await session.execute(
+        update(Task)
+        .where(
+            Task.ls_project_id == project_id,
+            Task.status != "deleted",
+            Task.ls_task_id.in_([ls_task_id for _, ls_task_id in pairs]),
+        )
+        .values(status="deleted", updated_at=now)
+    )
+    statement = _LINK_POSTGRES if dialect(session) == "postgresql" else _LINK_SQLITE
+    mapping = json.dumps([[task_id, ls_task_id] for task_id, ls_task_id in pairs])
+    result = await session.execute(
+        statement, {"pairs": mapping, "project": project_id, "now": now}
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+# One statement per batch: the count triggers then run once, not per task.
+_LINK_POSTGRES = text(
+    "UPDATE tasks AS t SET ls_task_id = (p.value->>1)::bigint, "
+    "ls_project_id = :project, status = 'imported', import_sent_at = NULL, "
+    "updated_at = :now "
+    "FROM jsonb_array_elements(CAST(:pairs AS jsonb)) AS p(value) "
+    "WHERE t.id = (p.value->>0)::bigint AND t.status = 'new'"
+).bindparams(bindparam("now", type_=UTCDateTime()))
+_LINK_SQLITE = text(
+    "UPDATE tasks SET ls_task_id = json_extract(p.value, '$[1]'), "
+    "ls_project_id = :project, status = 'imported', import_sent_at = NULL, "
+    "updated_at = :now "
+    "FROM json_each(:pairs) AS p "
+    "WHERE tasks.id = json_extract(p.value, '$[0]') AND tasks.status = 'new'"
+).bindparams(bindparam("now", type_=UTCDateTime()))

@@ -1,0 +1,1 @@
+"""Label Studio: the HTTP client and the mapping of its payloads."""

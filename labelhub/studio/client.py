@@ -1,0 +1,271 @@
+"""The Label Studio API as labelhub uses it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+
+from labelhub.config import Settings
+from labelhub.errors import StudioError
+from labelhub.metrics import Metrics
+from labelhub.studio.auth import StudioAuth, auth_for
+from labelhub.studio.transport import Transport
+
+# Label Studio parses Datetime filter values with exactly this format.
+FILTER_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+LABELHUB_ID = "labelhub_task_id"
+
+
+class StudioClient:
+    """Calls to one Label Studio; one per process, over a shared session."""
+
+    def __init__(self, transport: Transport) -> None:
+        self._transport = transport
+
+    @classmethod
+    def create(
+        cls,
+        session: aiohttp.ClientSession,
+        base_url: str,
+        token: str,
+        *,
+        timeout_s: float = 30.0,
+        retries: int = 4,
+        metrics: Metrics | None = None,
+    ) -> StudioClient:
+        auth = auth_for(token, base_url.rstrip("/"), timeout_s)
+        return cls(
+            Transport(
+                session,
+                base_url,
+                auth,
+                timeout_s=timeout_s,
+                retries=retries,
+                metrics=metrics,
+            )
+        )
+
+    @classmethod
+    def from_settings(
+        cls,
+        session: aiohttp.ClientSession,
+        settings: Settings,
+        metrics: Metrics | None = None,
+    ) -> StudioClient | None:
+        """The configured client, or None when Label Studio is not configured."""
+        if not (settings.ls_base_url and settings.ls_api_token):
+            return None
+        return cls.create(
+            session,
+            settings.ls_base_url,
+            settings.ls_api_token.get_secret_value(),
+            timeout_s=settings.ls_timeout_s,
+            retries=settings.ls_retries,
+            metrics=metrics,
+        )
+
+    @property
+    def base_url(self) -> str:
+        return self._transport.base_url
+
+    @property
+    def auth(self) -> StudioAuth:
+        return self._transport.auth
+
+    async def check_health(self, timeout_s: float) -> str:
+        """ "ok" when Label Studio answers and accepts the token, else why not."""
+        try:
+            async with asyncio.timeout(timeout_s):
+                await self.whoami()
+        except TimeoutError:
+            return f"no answer within {timeout_s:g} s"
+        except StudioError as exc:
+            return exc.reason
+        return "ok"
+
+    async def whoami(self) -> dict[str, Any]:
+        path = "/api/current-user/whoami"
+        return _object(path, await self._get(path, "whoami"))
+
+    async def get_project(self, project_id: int) -> dict[str, Any]:
+        path = f"/api/projects/{project_id}"
+        return _object(path, await self._get(path, "project"))
+
+    async def import_tasks(
+        self, project_id: int, tasks: Sequence[dict[str, Any]]
+    ) -> list[int]:
+        """Create tasks; their new ids, in the order given. Never repeated blindly."""
+        path = f"/api/projects/{project_id}/import"
+        answer = await self._transport.call(
+            "POST",
+            path,
+            endpoint="import",
+            safe=False,
+            params={"return_task_ids": "true"},
+            json_body=list(tasks),
+        )
+        ids = answer.get("task_ids") if isinstance(answer, dict) else None
+        if not isinstance(ids, list) or len(ids) != len(tasks):
+            got = len(ids) if isinstance(ids, list) else "no"
+            raise StudioError(
+                f"POST {path}",
+                f"answered {got} task ids for {len(tasks)} tasks",
+                kind="invalid",
+                maybe_applied=True,
+            )
+        return [int(task_id) for task_id in ids]
+
+    async def iter_task_pages(
+        self,
+        project_id: int,
+        *,
+        page_size: int = 1000,
+        fields_all: bool = True,
+        filters: Sequence[dict[str, Any]] = (),
+    ) -> AsyncIterator[list[dict[str, Any]]]:
+        """The project's tasks in ascending id order, one page at a time.
+
+        Pages are cut by id (`id > last seen`), not by page number, so tasks
+        created or deleted during the scan cannot shift a task out of it. The
+        next page is fetched while the caller works on the current one, and
+        no more than those two pages are held. A 404 ends the scan, as
+        Label Studio answers past the last page.
+        """
+        after_id = 0
+        pending = asyncio.ensure_future(
+            self._task_page(project_id, page_size, fields_all, filters, after_id)
+        )
+        try:
+            while True:
+                page = await pending
+                if page:
+                    after_id = int(page[-1]["id"])
+                if len(page) < page_size:
+                    if page:
+                        yield page
+                    return
+                pending = asyncio.ensure_future(
+                    self._task_page(
+                        project_id, page_size, fields_all, filters, after_id
+                    )
+                )
+                yield page
+        finally:
+            pending.cancel()
+
+    async def _task_page(
+        self,
+        project_id: int,
+        page_size: int,
+        fields_all: bool,
+        filters: Sequence[dict[str, Any]],
+        after_id: int,
+    ) -> list[dict[str, Any]]:
+        items = [*filters, id_after(after_id)] if after_id else list(filters)
+        query = {
+            "filters": {"conjunction": "and", "items": items},
+            "ordering": ["tasks:id"],
+        }
+        params = {
+            "project": str(project_id),
+            "page": "1",
+            "page_size": str(page_size),
+            # Label Studio URL-decodes `query` once more after the framework
+            # did, so a '%' in it must arrive encoded twice.
+            "query": quote(json.dumps(query, separators=(",", ":"))),
+        }
+        if fields_all:
+            params["fields"] = "all"
+        try:
+            answer = await self._transport.call(
+                "GET", "/api/tasks", endpoint="tasks", safe=True, params=params
+            )
+        except StudioError as exc:
+            if exc.http_status == 404:
+                return []
+            raise
+        tasks = answer.get("tasks") if isinstance(answer, dict) else None
+        if not isinstance(tasks, list):
+            raise StudioError(
+                "GET /api/tasks", "the answer holds no task list", kind="invalid"
+            )
+        return tasks
+
+    async def find_labelhub_tasks(
+        self, project_id: int, lowest: int, highest: int
+    ) -> list[dict[str, Any]]:
+        """The project's tasks whose labelhub task id lies in [lowest, highest]."""
+        found: list[dict[str, Any]] = []
+        wanted = [
+            {
+                "filter": f"filter:tasks:data.{LABELHUB_ID}",
+                "operator": "in",
+                "type": "Number",
+                "value": {"min": lowest, "max": highest},
+            }
+        ]
+        async for page in self.iter_task_pages(
+            project_id, fields_all=False, filters=wanted
+        ):
+            found.extend(page)
+        return found
+
+    async def list_webhooks(self, project_id: int) -> list[dict[str, Any]]:
+        answer = await self._get(f"/api/webhooks/?project={project_id}", "webhooks")
+        return answer if isinstance(answer, list) else []
+
+    async def create_webhook(
+        self, project_id: int, spec: dict[str, Any]
+    ) -> dict[str, Any]:
+        answer = await self._transport.call(
+            "POST",
+            "/api/webhooks/",
+            endpoint="webhooks",
+            safe=False,
+            json_body={"project": project_id, **spec},
+        )
+        return _object("/api/webhooks/", answer)
+
+    async def update_webhook(
+        self, webhook_id: int, spec: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Rewrite a webhook; `spec` must hold `actions` or Label Studio clears them."""
+        path = f"/api/webhooks/{webhook_id}/"
+        answer = await self._transport.call(
+            "PATCH", path, endpoint="webhooks", safe=True, json_body=spec
+        )
+        return _object(path, answer)
+
+    async def _get(self, path: str, endpoint: str) -> Any:
+        return await self._transport.call("GET", path, endpoint=endpoint, safe=True)
+
+
+def _object(path: str, answer: Any) -> dict[str, Any]:
+    if not isinstance(answer, dict):
+        raise StudioError(path, "the answer is not a JSON object", kind="invalid")
+    return answer
+
+
+def id_after(task_id: int) -> dict[str, Any]:
+    return {
+        "filter": "filter:tasks:id",
+        "operator": "greater",
+        "type": "Number",
+        "value": task_id,
+    }
+
+
+def updated_after(moment: datetime) -> dict[str, Any]:
+    """A filter on tasks whose `updated_at` is later than `moment` (UTC)."""
+    return {
+        "filter": "filter:tasks:updated_at",
+        "operator": "greater",
+        "type": "Datetime",
+        "value": moment.astimezone(UTC).strftime(FILTER_TIME_FORMAT),
+    }

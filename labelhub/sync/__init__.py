@@ -1,0 +1,1 @@
+"""What moves data: jobs, the import, webhook events, reconciliation."""
