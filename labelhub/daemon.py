@@ -11,7 +11,7 @@ from aiohttp import web
 from labelhub import __version__, keys
 from labelhub.accounts import ensure_demo_accounts
 from labelhub.config import Settings
-from labelhub.handlers import auth, datasets, health, jobs, users
+from labelhub.handlers import annotator, auth, datasets, health, jobs, tasks, users
 from labelhub.handlers.middleware import errors_as_json, request_context
 from labelhub.handlers.routing import Routes, add_routes
 from labelhub.metrics import Metrics
@@ -32,6 +32,8 @@ ROUTE_GROUPS: list[Routes] = [
     users.routes,
     datasets.routes,
     jobs.routes,
+    tasks.routes,
+    annotator.routes,
 ]
 
 

@@ -100,3 +100,18 @@ async def stats(
         else:
             entry.annotators[username].add(status, label, n)
     return result
+
+
+async def assignee_tally(
+    session: AsyncSession, user_id: int, dataset_id: int | None
+) -> Tally:
+    """One annotator's tasks by status and label, in a dataset or in all."""
+    query = select(TaskCount.status, TaskCount.label, TaskCount.n).where(
+        TaskCount.assignee_id == user_id, TaskCount.n != 0
+    )
+    if dataset_id is not None:
+        query = query.where(TaskCount.dataset_id == dataset_id)
+    tally = Tally()
+    for status, label, n in await session.execute(query):
+        tally.add(status, label, n)
+    return tally
