@@ -11,7 +11,16 @@ from aiohttp import web
 from labelhub import __version__, keys
 from labelhub.accounts import ensure_demo_accounts
 from labelhub.config import Settings
-from labelhub.handlers import annotator, auth, datasets, health, jobs, tasks, users
+from labelhub.handlers import (
+    annotator,
+    auth,
+    datasets,
+    health,
+    jobs,
+    tasks,
+    users,
+    webhooks,
+)
 from labelhub.handlers.middleware import errors_as_json, request_context
 from labelhub.handlers.routing import Routes, add_routes
 from labelhub.metrics import Metrics
@@ -21,6 +30,7 @@ from labelhub.store.migrate import migrate
 from labelhub.studio.client import StudioClient
 from labelhub.sync.importer import run_import
 from labelhub.sync.runner import JobHandler, JobRunner
+from labelhub.sync.webhook_batcher import WebhookBatcher
 
 log = structlog.get_logger(__name__)
 
@@ -34,6 +44,7 @@ ROUTE_GROUPS: list[Routes] = [
     jobs.routes,
     tasks.routes,
     annotator.routes,
+    webhooks.routes,
 ]
 
 
@@ -52,6 +63,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_store)
     app.cleanup_ctx.append(_studio)
     app.cleanup_ctx.append(_jobs)
+    app.cleanup_ctx.append(_webhooks)
     add_routes(app, ROUTE_GROUPS)
     return app
 
@@ -107,6 +119,22 @@ async def _jobs(app: web.Application) -> AsyncIterator[None]:
     runner.start()
     yield
     await runner.stop()
+
+
+async def _webhooks(app: web.Application) -> AsyncIterator[None]:
+    settings = app[keys.SETTINGS]
+    if settings.webhook_secret is None:
+        log.warning(
+            "webhook_secret_unset",
+            detail="every webhook delivery is refused until WEBHOOK_SECRET is set",
+        )
+    batcher = WebhookBatcher(
+        app[keys.SESSIONS], app[keys.METRICS], settings.ls_project_id
+    )
+    app[keys.WEBHOOKS] = batcher
+    batcher.start()
+    yield
+    await batcher.stop()
 
 
 def run(settings: Settings, host: str, port: int) -> None:

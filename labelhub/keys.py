@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from labelhub.security import LoginGuard, Passwords, Tokens
     from labelhub.studio.client import StudioClient
     from labelhub.sync.runner import JobRunner
+    from labelhub.sync.webhook_batcher import WebhookBatcher
 
 SETTINGS = web.AppKey("settings", Settings)
 ENGINE = web.AppKey("engine", AsyncEngine)
@@ -23,4 +24,5 @@ LOGIN_GUARD: web.AppKey[LoginGuard] = web.AppKey("login_guard")
 TOKENS: web.AppKey[Tokens] = web.AppKey("tokens")
 STUDIO: web.AppKey[StudioClient | None] = web.AppKey("studio")
 RUNNER: web.AppKey[JobRunner] = web.AppKey("runner")
+WEBHOOKS: web.AppKey[WebhookBatcher] = web.AppKey("webhooks")
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")

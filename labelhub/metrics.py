@@ -43,6 +43,12 @@ class Metrics:
             buckets=_FAST_BUCKETS_S,
             registry=r,
         )
+        self.webhook_batch = Histogram(
+            "labelhub_webhook_batch_size",
+            "Deliveries committed together in one transaction",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+            registry=r,
+        )
         self.jobs = Counter(
             "labelhub_jobs",
             "Background jobs finished, by kind and outcome",

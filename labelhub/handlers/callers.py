@@ -7,6 +7,7 @@ to the next request.
 
 from __future__ import annotations
 
+import hmac
 from dataclasses import dataclass
 
 import structlog
@@ -31,7 +32,10 @@ class Caller:
 
 async def authenticate(request: web.Request, access: str) -> Caller | None:
     """The caller of a route with `access`, or 401/403 when not allowed."""
-    if access in ("public", "webhook"):
+    if access == "public":
+        return None
+    if access == "webhook":
+        check_webhook_secret(request)
         return None
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
@@ -48,3 +52,15 @@ async def authenticate(request: web.Request, access: str) -> Caller | None:
     if access == "admin" and not caller.is_admin:
         raise Forbidden("this route is for admins only")
     return caller
+
+
+def check_webhook_secret(request: web.Request) -> None:
+    """Label Studio proves itself with the static header it was registered with."""
+    expected = request.app[keys.SETTINGS].webhook_secret
+    if expected is None:
+        raise Unauthorized(
+            "webhooks are refused: WEBHOOK_SECRET is not configured on labelhub"
+        )
+    given = request.headers.get("X-Webhook-Secret", "")
+    if not hmac.compare_digest(given.encode(), expected.get_secret_value().encode()):
+        raise Unauthorized("missing or wrong X-Webhook-Secret header")

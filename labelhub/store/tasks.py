@@ -6,13 +6,19 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import bindparam, func, insert, null, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from labelhub.store.models import Task, User, UTCDateTime, utcnow
+from labelhub.store import annotations as annotation_store
+from labelhub.store import sync_state
+from labelhub.store.models import Dataset, Task, User, UTCDateTime, utcnow
+from labelhub.store.outcome import Outcome
 from labelhub.store.sql import dialect
+
+if TYPE_CHECKING:
+    from labelhub.studio.payloads import StudioTask
 
 SQLITE_INSERT_CHUNK = 5000
 
@@ -208,7 +214,64 @@ async def link(
     result = await session.execute(
         statement, {"pairs": mapping, "project": project_id, "now": now}
     )
+    waiting = await annotation_store.attach_pending(
+        session, project_id, [ls_task_id for _, ls_task_id in pairs]
+    )
+    await annotation_store.derive_labels(session, waiting)
     return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def mark_deleted(
+    session: AsyncSession, project_id: int | None, ls_task_ids: Sequence[int]
+) -> Outcome:
+    """Tasks deleted in Label Studio, with the annotations it deleted with them."""
+    rows = await session.scalars(
+        update(Task)
+        .where(
+            Task.ls_project_id == project_id,
+            Task.ls_task_id.in_(set(ls_task_ids)),
+            Task.status != "deleted",
+        )
+        .values(status="deleted", updated_at=utcnow())
+        .returning(Task.id)
+    )
+    gone = list(rows)
+    if not gone:
+        return Outcome("duplicate", "no such live task")
+    await annotation_store.tombstone_for_tasks(session, gone)
+    return Outcome("applied", f"{len(gone)} deleted")
+
+
+async def link_created(
+    session: AsyncSession, project_id: int | None, created: Sequence[StudioTask]
+) -> Outcome:
+    """Link Label Studio tasks that carry labelhub's id to their items.
+
+    Tasks without one (made in Label Studio itself) are left for the next
+    reconciliation, which is asked to come early.
+    """
+    if project_id is None:
+        return Outcome("ignored", "no project named")
+    wanted = {task.labelhub_id: task.ls_task_id for task in created if task.labelhub_id}
+    waiting = await session.execute(
+        select(Task.id)
+        .join(Dataset, Dataset.id == Task.dataset_id)
+        .where(
+            Task.id.in_(wanted),
+            Task.status == "new",
+            Dataset.ls_project_id == project_id,
+        )
+    )
+    pairs = [(task_id, wanted[task_id]) for (task_id,) in waiting]
+    linked = await link(session, project_id, pairs)
+    unknown = len(created) - len(wanted)
+    if unknown:
+        await sync_state.request_early(session, project_id, [])
+    detail = (
+        f"{linked} linked, {len(wanted) - linked} known, "
+        f"{unknown} left for reconciliation"
+    )
+    return Outcome("applied" if linked else "duplicate", detail)
 
 
 # One statement per batch: the count triggers then run once, not per task.

@@ -1,0 +1,124 @@
+"""The receiver of Label Studio's webhooks."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any, ClassVar, Self
+
+import structlog
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field
+
+from labelhub import keys
+from labelhub.errors import BadRequest
+from labelhub.handlers.routing import Access, Call, RawBody, Routes, read_body
+from labelhub.store import webhook_events
+from labelhub.studio.payloads import Malformed
+from labelhub.sync.events import parse_event
+
+log = structlog.get_logger(__name__)
+routes = Routes("webhooks")
+
+
+class WebhookBody(RawBody):
+    """A Label Studio webhook delivery, read as raw bytes (it can be megabytes)."""
+
+    openapi: ClassVar[dict[str, Any]] = {
+        "required": True,
+        "description": 'Label Studio\'s webhook body: `{"action": …}` and, when '
+        "the webhook sends payloads, the annotation, task(s) and project.",
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["action"],
+                    "properties": {"action": {"type": "string", "minLength": 1}},
+                }
+            }
+        },
+    }
+
+    def __init__(self, raw: bytes, received_s: float) -> None:
+        self.raw = raw
+        self.received_s = received_s
+
+    @classmethod
+    async def read(cls, request: web.Request, limit_bytes: int) -> Self:
+        received_s = time.perf_counter()
+        limit = request.app[keys.SETTINGS].webhook_max_body_mb * 1024 * 1024
+        return cls(await read_body(request, limit), received_s)
+
+
+class WebhookQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    project: int | None = Field(
+        None,
+        ge=1,
+        le=2**31 - 1,
+        description="the project, for webhooks registered without payloads",
+    )
+
+
+class WebhookAck(BaseModel):
+    status: str = Field(
+        description="applied, duplicate, stale, pending (task not known yet) or ignored"
+    )
+    detail: str
+
+
+@routes.post(
+    "/webhooks/label-studio", access=Access.WEBHOOK, errors=(400, 401, 413, 503)
+)
+async def receive_webhook(
+    call: Call, query: WebhookQuery, body: WebhookBody
+) -> WebhookAck:
+    """Apply a Label Studio webhook to the shadow index; 200 once committed.
+
+    Needs `X-Webhook-Secret` equal to WEBHOOK_SECRET (401 otherwise, and for
+    every delivery when none is configured). Idempotent: a repeated or older
+    event changes nothing. 400 for a body that is not a JSON object with an
+    `action` or whose fields have the wrong types; 413 over the size limit;
+    503 when the database cannot store it.
+    """
+    settings = call.app[keys.SETTINGS]
+    try:
+        decoded = json.loads(body.raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"the body is not valid JSON: {exc}") from None
+    try:
+        event = parse_event(decoded, settings.ls_label_from_name, query.project)
+    except Malformed as exc:
+        await _record_rejected(call, decoded, str(exc))
+        raise BadRequest(f"malformed delivery: {exc}") from None
+
+    outcome = await call.app[keys.WEBHOOKS].submit(event, body.received_s)
+    duration_s = time.perf_counter() - body.received_s
+    metrics = call.app[keys.METRICS]
+    metrics.webhooks.labels(event.action, outcome.status).inc()
+    metrics.webhook_seconds.labels(event.action).observe(duration_s)
+    structlog.contextvars.bind_contextvars(
+        action=event.action, outcome=outcome.status, project_id=event.project_id
+    )
+    return WebhookAck(status=outcome.status, detail=outcome.detail)
+
+
+async def _record_rejected(call: Call, decoded: Any, reason: str) -> None:
+    action = decoded.get("action") if isinstance(decoded, dict) else None
+    label = action if isinstance(action, str) and action else "(none)"
+    call.app[keys.METRICS].webhooks.labels(label[:64], "rejected").inc()
+    async with call.app[keys.SESSIONS].begin() as session:
+        await webhook_events.record(
+            session,
+            [
+                {
+                    "action": label[:64],
+                    "ls_project_id": None,
+                    "ls_ids": None,
+                    "outcome": "rejected",
+                    "detail": reason[:500],
+                    "duration_ms": 0.0,
+                }
+            ],
+        )

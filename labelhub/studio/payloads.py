@@ -1,0 +1,131 @@
+"""Label Studio's JSON, turned into labelhub's terms.
+
+Webhook bodies and task-list entries are parsed into small frozen records.
+Anything of the wrong shape raises `Malformed` naming the field, so a bad
+delivery is refused clearly instead of half-applied.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from labelhub.studio.client import LABELHUB_ID
+
+ANNOTATION_ACTIONS = ("ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_CREATED")
+
+
+class Malformed(ValueError):
+    """A Label Studio payload that does not have the shape labelhub expects."""
+
+
+def _int(value: Any, field: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise Malformed(f"{field}: expected an integer, got {type(value).__name__}")
+    return value
+
+
+def _dict(value: Any, field: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise Malformed(f"{field}: expected an object, got {type(value).__name__}")
+    return value
+
+
+def _list(value: Any, field: str) -> list[Any]:
+    if not isinstance(value, list):
+        raise Malformed(f"{field}: expected a list, got {type(value).__name__}")
+    return value
+
+
+def parse_time(value: Any, field: str) -> datetime | None:
+    """Label Studio's ISO timestamps (`…Z`) as aware UTC datetimes."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise Malformed(f"{field}: expected a timestamp, got {type(value).__name__}")
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise Malformed(f"{field}: {value!r} is not a timestamp") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def label_of(result: list[Any], from_name: str | None) -> str | None:
+    """The chosen value of the Choices control `from_name` (default: the first)."""
+    for region in result:
+        if not isinstance(region, dict) or region.get("type") != "choices":
+            continue
+        if from_name is not None and region.get("from_name") != from_name:
+            continue
+        choices = (region.get("value") or {}).get("choices")
+        if isinstance(choices, list) and choices and isinstance(choices[0], str):
+            return choices[0]
+    return None
+
+
+def labelhub_id_of(task: dict[str, Any]) -> int | None:
+    """labelhub's own task id, carried in a Label Studio task's data or meta."""
+    for part in ("data", "meta"):
+        holder = task.get(part)
+        if isinstance(holder, dict):
+            value = holder.get(LABELHUB_ID)
+            if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+                return value
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class StudioAnnotation:
+    ls_annotation_id: int
+    ls_task_id: int
+    project_id: int | None
+    completed_by: int | None
+    result: list[Any]
+    label: str | None
+    was_cancelled: bool
+    created_at: datetime | None
+    updated_at: datetime | None
+
+
+def parse_annotation(
+    raw: Any, from_name: str | None, field: str = "annotation"
+) -> StudioAnnotation:
+    note = _dict(raw, field)
+    result = _list(
+        note.get("result") if note.get("result") is not None else [], f"{field}.result"
+    )
+    completed_by = note.get("completed_by")
+    if isinstance(completed_by, dict):  # some answers embed the user
+        completed_by = completed_by.get("id")
+    project = note.get("project")
+    return StudioAnnotation(
+        ls_annotation_id=_int(note.get("id"), f"{field}.id"),
+        ls_task_id=_int(note.get("task"), f"{field}.task"),
+        project_id=project if isinstance(project, int) else None,
+        completed_by=completed_by if isinstance(completed_by, int) else None,
+        result=result,
+        label=label_of(result, from_name),
+        was_cancelled=bool(note.get("was_cancelled", False)),
+        created_at=parse_time(note.get("created_at"), f"{field}.created_at"),
+        updated_at=parse_time(note.get("updated_at"), f"{field}.updated_at"),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class StudioTask:
+    ls_task_id: int
+    labelhub_id: int | None
+    updated_at: datetime | None
+    data: dict[str, Any]
+
+
+def parse_task(raw: Any, field: str = "task") -> StudioTask:
+    task = _dict(raw, field)
+    data = task.get("data")
+    return StudioTask(
+        ls_task_id=_int(task.get("id"), f"{field}.id"),
+        labelhub_id=labelhub_id_of(task),
+        updated_at=parse_time(task.get("updated_at"), f"{field}.updated_at"),
+        data=data if isinstance(data, dict) else {},
+    )

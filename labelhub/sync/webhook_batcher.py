@@ -1,0 +1,131 @@
+"""Group commit for webhook deliveries.
+
+Label Studio waits for each delivery inside the annotator's own save request,
+so a delivery must be answered fast, and only once its change is durable.
+Deliveries that arrive while a transaction is committing wait in a queue and
+are applied together in the next one; each is answered when its batch has
+committed. Under load one commit serves many deliveries; when idle, a single
+delivery is committed at once, with no waiting for company.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from sqlalchemy.ext.asyncio import async_sessionmaker
+
+from labelhub.errors import Unavailable
+from labelhub.metrics import Metrics
+from labelhub.store import sync_state, webhook_events
+from labelhub.store.outcome import Outcome
+from labelhub.sync.events import Event, apply_events
+
+log = structlog.get_logger(__name__)
+
+MAX_BATCH = 256
+STOP_TIMEOUT_S = 10.0
+
+
+@dataclass
+class Delivery:
+    event: Event
+    received_s: float
+    answer: asyncio.Future[Outcome] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+
+class WebhookBatcher:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[Any],
+        metrics: Metrics,
+        default_project: int | None,
+    ) -> None:
+        self._sessions = sessions
+        self._metrics = metrics
+        self._default_project = default_project
+        self._queue: asyncio.Queue[Delivery] = asyncio.Queue()
+        self._worker: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._worker = asyncio.create_task(self._work(), name="webhook-batcher")
+
+    async def stop(self) -> None:
+        """Apply what is queued (for up to STOP_TIMEOUT_S), then stop."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(STOP_TIMEOUT_S):
+                await self._queue.join()
+        if self._worker is not None:
+            self._worker.cancel()
+            await asyncio.gather(self._worker, return_exceptions=True)
+
+    async def submit(self, event: Event, received_s: float) -> Outcome:
+        """Apply one event; returns once its change is committed."""
+        delivery = Delivery(event, received_s)
+        self._queue.put_nowait(delivery)
+        return await delivery.answer
+
+    async def _work(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < MAX_BATCH and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            await self._settle(batch)
+            for _ in batch:
+                self._queue.task_done()
+
+    async def _settle(self, batch: list[Delivery]) -> None:
+        try:
+            outcomes = await self._commit(batch)
+        except Exception:
+            if len(batch) == 1:
+                log.exception("webhook_commit_failed", action=batch[0].event.action)
+                _fail(batch[0])
+                return
+            # One bad event must not sink the others: apply each on its own.
+            for delivery in batch:
+                await self._settle([delivery])
+            return
+        for delivery, outcome in zip(batch, outcomes, strict=True):
+            if not delivery.answer.done():
+                delivery.answer.set_result(outcome)
+
+    async def _commit(self, batch: list[Delivery]) -> list[Outcome]:
+        async with self._sessions.begin() as session:
+            tracked = await sync_state.tracked_projects(session, self._default_project)
+            outcomes = await apply_events(
+                session, [delivery.event for delivery in batch], tracked
+            )
+            now = time.perf_counter()
+            await webhook_events.record(
+                session,
+                [
+                    {
+                        "action": delivery.event.action[:64],
+                        "ls_project_id": delivery.event.project_id,
+                        "ls_ids": delivery.event.ls_ids(),
+                        "outcome": outcome.status,
+                        "detail": outcome.detail[:500],
+                        "duration_ms": round((now - delivery.received_s) * 1000, 3),
+                    }
+                    for delivery, outcome in zip(batch, outcomes, strict=True)
+                ],
+            )
+        self._metrics.webhook_batch.observe(len(batch))
+        return outcomes
+
+
+def _fail(delivery: Delivery) -> None:
+    if not delivery.answer.done():
+        delivery.answer.set_exception(
+            Unavailable(
+                "the delivery could not be stored; reconciliation will pick "
+                "the change up from Label Studio"
+            )
+        )
