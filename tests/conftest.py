@@ -190,3 +190,31 @@ async def admin(client: Client) -> dict[str, str]:
 @pytest.fixture
 async def ann(client: Client) -> dict[str, str]:
     return await login(client, "ann", "ann123")
+
+
+@pytest.fixture
+async def fake_studio():
+    from tests.fake_studio import FakeStudio
+
+    async with FakeStudio() as fake:
+        yield fake
+
+
+@pytest.fixture
+def studio_settings(make_settings, fake_studio):
+    """Settings for a daemon wired to the fake Label Studio's project 1."""
+
+    def make(**overrides: Any) -> Settings:
+        project = fake_studio.project("labelhub")
+        values = {
+            "ls_base_url": fake_studio.url,
+            "ls_api_token": fake_studio.legacy_token,
+            "ls_project_id": project,
+            "webhook_secret": WEBHOOK_SECRET,
+            "ls_retries": 2,
+            "ls_timeout_s": 5.0,
+        }
+        values.update(overrides)
+        return make_settings(**values)
+
+    return make

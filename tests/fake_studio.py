@@ -192,6 +192,7 @@ class Fault:
     delay_s: float
     drop: bool
     retry_after_s: float | None
+    skip: int = 0
     hits: int = 0
 
     def take(self, method: str, path: str) -> bool:
@@ -199,6 +200,9 @@ class Fault:
         if self.remaining == 0 or not path.startswith(self.path_prefix):
             return False
         if self.method not in ("*", method.upper()):
+            return False
+        if self.skip > 0:
+            self.skip -= 1
             return False
         self.hits += 1
         if self.remaining is not None:
@@ -652,6 +656,7 @@ class FakeStudio:
         delay_s: float = 0,
         drop: bool = False,
         retry_after_s: float | None = None,
+        skip: int = 0,
     ) -> Fault:
         """Make the next ``times`` matching requests fail (``times=None``: all).
 
@@ -661,6 +666,7 @@ class FakeStudio:
         ``delay_s`` the normal answer follows (a slow answer). ``drop`` closes
         the connection instead of answering. ``after_commit`` applies the
         request's effect (and its webhooks) before the error or the drop.
+        ``skip`` lets that many matching requests through first.
         """
         fault = Fault(
             method=method.upper(),
@@ -671,6 +677,7 @@ class FakeStudio:
             delay_s=delay_s,
             drop=drop,
             retry_after_s=retry_after_s,
+            skip=skip,
         )
         self.faults.append(fault)
         return fault

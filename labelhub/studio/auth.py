@@ -16,8 +16,13 @@ import jwt
 
 from labelhub.errors import StudioError
 
-# Renew an access token this long before Label Studio would refuse it.
+# Renew an access token this long before Label Studio would refuse it (at
+# most a fifth of its lifetime: a five-minute token is renewed after four).
 RENEW_MARGIN_S = 60.0
+
+
+def _now() -> float:
+    return time.monotonic()
 
 
 class StudioAuth(Protocol):
@@ -66,17 +71,18 @@ class PersonalAccessToken:
         self._lock = asyncio.Lock()
 
     async def header(self, session: aiohttp.ClientSession) -> str:
-        if self._access is None or time.monotonic() >= self._renew_at:
+        if self._access is None or _now() >= self._renew_at:
             await self.renew(session)
         return f"Bearer {self._access}"
 
     async def renew(self, session: aiohttp.ClientSession) -> bool:
         stale = self._access
         async with self._lock:
-            if self._access is not stale and time.monotonic() < self._renew_at:
+            if self._access is not stale and _now() < self._renew_at:
                 return True  # another request renewed it while this one waited
             self._access, lifetime_s = await self._exchange(session)
-            self._renew_at = time.monotonic() + max(lifetime_s - RENEW_MARGIN_S, 5.0)
+            margin_s = min(RENEW_MARGIN_S, lifetime_s / 5)
+            self._renew_at = _now() + lifetime_s - margin_s
         return True
 
     async def _exchange(self, session: aiohttp.ClientSession) -> tuple[str, float]:

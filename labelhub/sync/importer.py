@@ -10,6 +10,7 @@ before anything is sent again, so no item ever becomes two tasks.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import structlog
@@ -57,6 +58,10 @@ async def run_import(ctx: JobContext) -> str:
             log.warning("import_batch_unanswered", reason=exc.reason, size=len(batch))
             if unanswered > MAX_UNANSWERED_BATCHES:
                 raise
+            if exc.kind == "timeout":
+                # Label Studio may still be working on the batch; give it the
+                # same time again before looking for what it created.
+                await asyncio.sleep(ctx.settings.ls_timeout_s)
             done += await _recover(ctx, studio, dataset_id, project_id)
             continue
         done += await _link(ctx, project_id, [task_id for task_id, _ in batch], ls_ids)
