@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
-from labelhub import __version__, cli_users
+from labelhub import __version__, cli_sync, cli_users
 from labelhub.config import Settings, is_loopback, load_settings
 from labelhub.errors import ConfigError, LabelhubError
 from labelhub.logs import configure_logging
@@ -67,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     migrate.set_defaults(command=_migrate)
 
     cli_users.register(commands)
+    cli_sync.register(commands)
     return parser
 
 

@@ -29,12 +29,18 @@ from labelhub.store.engine import create_engine, create_sessions
 from labelhub.store.migrate import migrate
 from labelhub.studio.client import StudioClient
 from labelhub.sync.importer import run_import
+from labelhub.sync.reconcile_jobs import run_export, run_reconcile
 from labelhub.sync.runner import JobHandler, JobRunner
+from labelhub.sync.scheduler import Scheduler
 from labelhub.sync.webhook_batcher import WebhookBatcher
 
 log = structlog.get_logger(__name__)
 
-JOB_HANDLERS: dict[str, JobHandler] = {"import": run_import}
+JOB_HANDLERS: dict[str, JobHandler] = {
+    "import": run_import,
+    "export": run_export,
+    "reconcile": run_reconcile,
+}
 
 ROUTE_GROUPS: list[Routes] = [
     health.routes,
@@ -64,6 +70,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_studio)
     app.cleanup_ctx.append(_jobs)
     app.cleanup_ctx.append(_webhooks)
+    app.cleanup_ctx.append(_scheduler)
     add_routes(app, ROUTE_GROUPS)
     return app
 
@@ -135,6 +142,15 @@ async def _webhooks(app: web.Application) -> AsyncIterator[None]:
     batcher.start()
     yield
     await batcher.stop()
+
+
+async def _scheduler(app: web.Application) -> AsyncIterator[None]:
+    scheduler = Scheduler(
+        app[keys.SESSIONS], app[keys.SETTINGS], app[keys.RUNNER], app[keys.STUDIO]
+    )
+    scheduler.start()
+    yield
+    await scheduler.stop()
 
 
 def run(settings: Settings, host: str, port: int) -> None:

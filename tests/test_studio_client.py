@@ -199,8 +199,8 @@ async def test_pages_cover_every_task_once_in_id_order(session, fake_studio):
 
     seen = []
     async for page in client.iter_task_pages(project, page_size=1000):
-        assert len(page) <= 1000
-        seen += [task["id"] for task in page]
+        assert len(page.tasks) <= 1000
+        seen += [task["id"] for task in page.tasks]
 
     assert seen == sorted(seen)
     assert len(seen) == len(set(seen)) == 2500
@@ -229,8 +229,9 @@ async def test_paging_filters_on_updated_at(session, fake_studio):
         )
     ]
 
-    assert [task["id"] for page in pages for task in page] == [ids[3]]
-    assert pages[0][0]["annotations"][0]["result"][0]["value"]["choices"] == ["OK"]
+    assert [task["id"] for page in pages for task in page.tasks] == [ids[3]]
+    first = pages[0].tasks[0]
+    assert first["annotations"][0]["result"][0]["value"]["choices"] == ["OK"]
 
 
 async def test_labelhub_tasks_are_found_by_their_id(session, fake_studio):

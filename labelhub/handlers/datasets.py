@@ -259,3 +259,29 @@ async def import_to_ls(call: Call, path: DatasetPath) -> JobAccepted:
         )
     call.app[keys.RUNNER].wake()
     return JobAccepted(job_id=job.id, status=job.status)
+
+
+@routes.post(
+    "/datasets/{dataset_id}/export_from_ls",
+    access=Access.ADMIN,
+    status=202,
+    errors=(404, 409),
+)
+async def export_from_ls(call: Call, path: DatasetPath) -> JobAccepted:
+    """Queue a full reconciliation of the dataset's project with Label Studio (202).
+
+    Pulls annotations back into the shadow index; the job's message ends as
+    `exported N labeled tasks` and its result is the drift report.
+    """
+    settings = call.app[keys.SETTINGS]
+    async with call.app[keys.SESSIONS].begin() as session:
+        dataset = await datasets.get(session, path.dataset_id)
+        job = await jobs.enqueue(
+            session,
+            "export",
+            dataset_id=dataset.id,
+            ls_project_id=dataset.ls_project_id or settings.ls_project_id,
+            requested_by=call.me.id,
+        )
+    call.app[keys.RUNNER].wake()
+    return JobAccepted(job_id=job.id, status=job.status)

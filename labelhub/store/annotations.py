@@ -141,39 +141,94 @@ def _row(
     }
 
 
-async def _write(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+_REPLACED = (
+    "ls_project_id",
+    "ls_task_id",
+    "task_id",
+    "completed_by",
+    "label",
+    "result",
+    "was_cancelled",
+    "deleted",
+    "ls_created_at",
+    "ls_updated_at",
+    "updated_at",
+)
+
+
+async def _write(
+    session: AsyncSession, rows: list[dict[str, Any]], *, truth: bool = False
+) -> None:
     statement = upsert(session, Annotation)
     fresh = statement.excluded
+    # A concurrent writer (another replica) may have stored a newer one, or a
+    # deletion; only what was read from Label Studio itself overrides those.
+    guard = None
+    if not truth:
+        guard = and_(
+            Annotation.deleted.is_(False),
+            or_(
+                Annotation.ls_updated_at.is_(None),
+                fresh.ls_updated_at.is_(None),
+                fresh.ls_updated_at >= Annotation.ls_updated_at,
+            ),
+        )
     await session.execute(
         statement.on_conflict_do_update(
             index_elements=[Annotation.ls_annotation_id],
-            set_={
-                name: fresh[name]
-                for name in (
-                    "ls_project_id",
-                    "ls_task_id",
-                    "task_id",
-                    "completed_by",
-                    "label",
-                    "result",
-                    "was_cancelled",
-                    "ls_created_at",
-                    "ls_updated_at",
-                    "updated_at",
-                )
-            },
-            # A concurrent writer (another replica) may have stored a newer one.
-            where=and_(
-                Annotation.deleted.is_(False),
-                or_(
-                    Annotation.ls_updated_at.is_(None),
-                    fresh.ls_updated_at.is_(None),
-                    fresh.ls_updated_at >= Annotation.ls_updated_at,
-                ),
-            ),
+            set_={name: fresh[name] for name in _REPLACED},
+            where=guard,
         ),
         rows,
     )
+
+
+async def write_truth(
+    session: AsyncSession, rows: Sequence[tuple[StudioAnnotation, int, int]]
+) -> None:
+    """Store annotations as read from Label Studio: (annotation, project, task)."""
+    if rows:
+        await _write(
+            session,
+            [_row(note, project_id, task_id) for note, project_id, task_id in rows],
+            truth=True,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """An annotation as the index holds it, for comparing with Label Studio."""
+
+    ls_annotation_id: int
+    task_id: int | None
+    ls_updated_at: datetime | None
+    label: str | None
+    was_cancelled: bool
+    deleted: bool
+
+
+async def stored_for(
+    session: AsyncSession, task_ids: Sequence[int], ls_annotation_ids: Sequence[int]
+) -> dict[int, Stored]:
+    """The index's annotations of these tasks, or with these Label Studio ids."""
+    if not task_ids and not ls_annotation_ids:
+        return {}
+    rows = await session.execute(
+        select(
+            Annotation.ls_annotation_id,
+            Annotation.task_id,
+            Annotation.ls_updated_at,
+            Annotation.label,
+            Annotation.was_cancelled,
+            Annotation.deleted,
+        ).where(
+            or_(
+                Annotation.task_id.in_(task_ids),
+                Annotation.ls_annotation_id.in_(ls_annotation_ids),
+            )
+        )
+    )
+    return {row[0]: Stored(*row) for row in rows}
 
 
 async def tombstone(session: AsyncSession, ls_annotation_ids: Sequence[int]) -> Outcome:

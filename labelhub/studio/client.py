@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
@@ -20,6 +21,15 @@ from labelhub.studio.transport import Transport
 # Label Studio parses Datetime filter values with exactly this format.
 FILTER_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 LABELHUB_ID = "labelhub_task_id"
+
+
+@dataclass(frozen=True, slots=True)
+class TaskPage:
+    """Tasks from one list request; `total` counts the query's matches from
+    the page's start on (Label Studio's own figure), when it gave one."""
+
+    tasks: list[dict[str, Any]]
+    total: int | None
 
 
 class StudioClient:
@@ -128,7 +138,7 @@ class StudioClient:
         page_size: int = 1000,
         fields_all: bool = True,
         filters: Sequence[dict[str, Any]] = (),
-    ) -> AsyncIterator[list[dict[str, Any]]]:
+    ) -> AsyncIterator[TaskPage]:
         """The project's tasks in ascending id order, one page at a time.
 
         Pages are cut by id (`id > last seen`), not by page number, so tasks
@@ -144,10 +154,10 @@ class StudioClient:
         try:
             while True:
                 page = await pending
-                if page:
-                    after_id = int(page[-1]["id"])
-                if len(page) < page_size:
-                    if page:
+                if page.tasks:
+                    after_id = int(page.tasks[-1]["id"])
+                if len(page.tasks) < page_size:
+                    if page.tasks:
                         yield page
                     return
                 pending = asyncio.ensure_future(
@@ -166,7 +176,7 @@ class StudioClient:
         fields_all: bool,
         filters: Sequence[dict[str, Any]],
         after_id: int,
-    ) -> list[dict[str, Any]]:
+    ) -> TaskPage:
         items = [*filters, id_after(after_id)] if after_id else list(filters)
         query = {
             "filters": {"conjunction": "and", "items": items},
@@ -188,14 +198,15 @@ class StudioClient:
             )
         except StudioError as exc:
             if exc.http_status == 404:
-                return []
+                return TaskPage([], 0)
             raise
         tasks = answer.get("tasks") if isinstance(answer, dict) else None
         if not isinstance(tasks, list):
             raise StudioError(
                 "GET /api/tasks", "the answer holds no task list", kind="invalid"
             )
-        return tasks
+        total = answer.get("total")
+        return TaskPage(tasks, total if isinstance(total, int) else None)
 
     async def find_labelhub_tasks(
         self, project_id: int, lowest: int, highest: int
@@ -213,7 +224,7 @@ class StudioClient:
         async for page in self.iter_task_pages(
             project_id, fields_all=False, filters=wanted
         ):
-            found.extend(page)
+            found.extend(page.tasks)
         return found
 
     async def list_webhooks(self, project_id: int) -> list[dict[str, Any]]:
@@ -241,6 +252,11 @@ class StudioClient:
             "PATCH", path, endpoint="webhooks", safe=True, json_body=spec
         )
         return _object(path, answer)
+
+    async def delete_webhook(self, webhook_id: int) -> None:
+        await self._transport.call(
+            "DELETE", f"/api/webhooks/{webhook_id}/", endpoint="webhooks", safe=True
+        )
 
     async def _get(self, path: str, endpoint: str) -> Any:
         return await self._transport.call("GET", path, endpoint=endpoint, safe=True)

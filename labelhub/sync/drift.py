@@ -1,0 +1,364 @@
+"""One page of Label Studio tasks compared with the shadow index, and repaired.
+
+Label Studio is the truth: a page of its tasks (with their annotations) is
+matched to the index's tasks, and every difference is repaired and counted
+in the run's `Drift`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from labelhub.store import annotations as annotation_store
+from labelhub.store import tasks as task_store
+from labelhub.store.models import Task, utcnow
+from labelhub.studio.payloads import (
+    StudioAnnotation,
+    StudioTask,
+    parse_annotation,
+    parse_task,
+)
+
+BEYOND_LAST_ID = 2**62
+DRIFT_KINDS = (
+    "annotations_created",
+    "annotations_changed",
+    "annotations_deleted",
+    "labels_changed",
+    "tasks_deleted",
+    "tasks_linked",
+    "tasks_restored",
+    "tasks_adopted",
+)
+
+
+@dataclass
+class Drift:
+    """What a reconciliation found different from Label Studio, and repaired."""
+
+    project_id: int
+    mode: str
+    tasks_seen: int = 0
+    pages: int = 0
+    duration_ms: float = 0.0
+    repaired: dict[str, int] = field(
+        default_factory=lambda: dict.fromkeys(DRIFT_KINDS, 0)
+    )
+    unclaimed: int = 0
+    duplicates: int = 0
+    watermark_at: datetime | None = None
+    webhook: str = "not checked"
+
+    def count(self, kind: str, n: int = 1) -> None:
+        self.repaired[kind] += n
+
+    @property
+    def total_repaired(self) -> int:
+        return sum(self.repaired.values())
+
+    def report(self) -> dict[str, Any]:
+        return {
+            "project_id": self.project_id,
+            "mode": self.mode,
+            "tasks_seen": self.tasks_seen,
+            "pages": self.pages,
+            "duration_ms": round(self.duration_ms, 1),
+            "repaired": dict(self.repaired),
+            "total_repaired": self.total_repaired,
+            "unclaimed": self.unclaimed,
+            "duplicates": self.duplicates,
+            "webhook": self.webhook,
+        }
+
+
+@dataclass(frozen=True)
+class PageScope:
+    """What every page of one run shares."""
+
+    project_id: int
+    home_dataset: int | None
+    label_from: str | None
+    full: bool
+    started_at: datetime
+
+
+def expected_state(notes: list[StudioAnnotation]) -> tuple[str, str | None]:
+    """A task's status and label from its annotations (as `derive_labels`)."""
+    counted = [note for note in notes if not note.was_cancelled]
+    if not counted:
+        return "imported", None
+    latest = max(
+        counted,
+        key=lambda note: (
+            note.updated_at is not None,
+            note.updated_at or datetime.min,
+            note.ls_annotation_id,
+        ),
+    )
+    return "labeled", latest.label
+
+
+@dataclass
+class _Seen:
+    task: StudioTask
+    notes: list[StudioAnnotation]
+
+
+async def reconcile_page(
+    session: AsyncSession,
+    scope: PageScope,
+    raw_tasks: list[dict[str, Any]],
+    lower_id: int,
+    drift: Drift,
+) -> None:
+    """Make the index agree with one page of Label Studio's tasks."""
+    seen = [_parse(raw, scope.label_from) for raw in raw_tasks]
+    owners, states = await _match(session, scope, seen, drift)
+    touched = await _sync_annotations(session, scope, seen, owners, drift)
+    for entry in seen:
+        owner = owners.get(entry.task.ls_task_id)
+        if owner is not None and states.get(owner) != expected_state(entry.notes):
+            touched.add(owner)
+    if scope.full:
+        # An empty page is the end of the project: everything above is gone.
+        upper_id = seen[-1].task.ls_task_id if seen else BEYOND_LAST_ID
+        await _retire_missing(session, scope, lower_id, upper_id, seen, drift)
+    await _derive(session, sorted(touched), states, drift)
+
+
+def _parse(raw: dict[str, Any], label_from: str | None) -> _Seen:
+    task = parse_task(raw)
+    notes = [
+        parse_annotation(note, label_from, f"task {task.ls_task_id} annotation")
+        for note in raw.get("annotations") or []
+    ]
+    return _Seen(task, notes)
+
+
+async def _match(
+    session: AsyncSession, scope: PageScope, seen: list[_Seen], drift: Drift
+) -> tuple[dict[int, int], dict[int, tuple[str, str | None]]]:
+    """Each Label Studio task's index task; unknown ones linked or adopted."""
+    rows = await session.execute(
+        select(Task.id, Task.ls_task_id, Task.status, Task.label).where(
+            Task.ls_project_id == scope.project_id,
+            Task.ls_task_id.in_([entry.task.ls_task_id for entry in seen]),
+            Task.status != "deleted",
+        )
+    )
+    live: dict[int, int] = {}
+    states: dict[int, tuple[str, str | None]] = {}
+    for task_id, ls_id, status, label in rows:
+        if ls_id is not None:
+            live[ls_id] = task_id
+        states[task_id] = (status, label)
+
+    owners: dict[int, int] = {}
+    strangers: list[StudioTask] = []
+    for entry in seen:
+        owner = live.get(entry.task.ls_task_id)
+        if owner is not None and entry.task.labelhub_id in (None, owner):
+            owners[entry.task.ls_task_id] = owner
+        else:
+            strangers.append(entry.task)
+    if strangers:
+        claimed = await _claim(session, scope, strangers, drift)
+        owners.update(claimed)
+        states.update(await _states(session, list(claimed.values())))
+    return owners, states
+
+
+async def _states(
+    session: AsyncSession, task_ids: list[int]
+) -> dict[int, tuple[str, str | None]]:
+    if not task_ids:
+        return {}
+    rows = await session.execute(
+        select(Task.id, Task.status, Task.label).where(Task.id.in_(task_ids))
+    )
+    return {task_id: (status, label) for task_id, status, label in rows}
+
+
+async def _claim(
+    session: AsyncSession, scope: PageScope, strangers: list[StudioTask], drift: Drift
+) -> dict[int, int]:
+    """Link tasks carrying labelhub's id; restore wrongly deleted; adopt the rest."""
+    ours = {task.labelhub_id: task for task in strangers if task.labelhub_id}
+    rows = await session.execute(
+        select(Task.id, Task.status, Task.ls_project_id, Task.ls_task_id).where(
+            Task.id.in_(ours)
+        )
+    )
+    owners: dict[int, int] = {}
+    links: list[tuple[int, int]] = []
+    for task_id, status, project_id, ls_task_id in rows:
+        task = ours.pop(task_id)
+        if status == "new":
+            links.append((task_id, task.ls_task_id))
+        elif (project_id, ls_task_id) == (scope.project_id, task.ls_task_id):
+            await session.execute(
+                update(Task)
+                .where(Task.id == task_id)
+                .values(status="imported", updated_at=utcnow())
+            )
+            drift.count("tasks_restored")
+        else:
+            drift.duplicates += 1  # a second Label Studio task with one item's id
+            continue
+        owners[task.ls_task_id] = task_id
+    if links:
+        drift.count(
+            "tasks_linked", await task_store.link(session, scope.project_id, links)
+        )
+    foreign = [task for task in strangers if task.labelhub_id in (None, *ours)]
+    owners.update(await _adopt(session, scope, foreign, drift))
+    return owners
+
+
+async def _adopt(
+    session: AsyncSession, scope: PageScope, foreign: list[StudioTask], drift: Drift
+) -> dict[int, int]:
+    """Record tasks made in Label Studio itself in the project's first dataset."""
+    if not foreign:
+        return {}
+    if scope.home_dataset is None:
+        drift.unclaimed += len(foreign)
+        return {}
+    now = utcnow()
+    stale = [task.ls_task_id for task in foreign]
+    await session.execute(  # Label Studio reused these ids: the old tasks are gone
+        update(Task)
+        .where(
+            Task.ls_project_id == scope.project_id,
+            Task.ls_task_id.in_(stale),
+            Task.status != "deleted",
+        )
+        .values(status="deleted", updated_at=now)
+    )
+    rows = await session.execute(
+        insert(Task).returning(Task.id, Task.ls_task_id),
+        [
+            {
+                "dataset_id": scope.home_dataset,
+                "data": task.data,
+                "origin": "studio",
+                "status": "imported",
+                "ls_project_id": scope.project_id,
+                "ls_task_id": task.ls_task_id,
+                "created_at": now,
+                "updated_at": now,
+            }
+            for task in foreign
+        ],
+    )
+    adopted: dict[int, int] = {
+        ls_task_id: task_id for task_id, ls_task_id in rows if ls_task_id is not None
+    }
+    drift.count("tasks_adopted", len(adopted))
+    return adopted
+
+
+async def _sync_annotations(
+    session: AsyncSession,
+    scope: PageScope,
+    seen: list[_Seen],
+    owners: dict[int, int],
+    drift: Drift,
+) -> set[int]:
+    """Annotations created, changed or deleted in Label Studio; touched tasks."""
+    truth = {
+        note.ls_annotation_id: (note, owners[entry.task.ls_task_id])
+        for entry in seen
+        if entry.task.ls_task_id in owners
+        for note in entry.notes
+    }
+    owned = sorted(set(owners.values()))
+    stored = await annotation_store.stored_for(session, owned, list(truth))
+    rows: list[tuple[StudioAnnotation, int, int]] = []
+    touched: set[int] = set()
+    for ls_id, (note, task_id) in truth.items():
+        known = stored.get(ls_id)
+        if known is None or known.deleted:
+            drift.count("annotations_created")
+        elif (known.task_id, known.ls_updated_at, known.label, known.was_cancelled) != (
+            task_id,
+            note.updated_at,
+            note.label,
+            note.was_cancelled,
+        ):
+            drift.count("annotations_changed")
+        else:
+            continue
+        rows.append((note, scope.project_id, task_id))
+        touched.add(task_id)
+        if known is not None and known.task_id is not None:
+            touched.add(known.task_id)
+    await annotation_store.write_truth(session, rows)
+
+    owned_set = set(owned)
+    gone = [
+        known
+        for ls_id, known in stored.items()
+        if ls_id not in truth and not known.deleted and known.task_id in owned_set
+    ]
+    if gone:
+        await annotation_store.tombstone(
+            session, [known.ls_annotation_id for known in gone]
+        )
+        drift.count("annotations_deleted", len(gone))
+        touched.update(known.task_id for known in gone if known.task_id is not None)
+    return touched
+
+
+async def _retire_missing(
+    session: AsyncSession,
+    scope: PageScope,
+    lower_id: int,
+    upper_id: int,
+    seen: list[_Seen],
+    drift: Drift,
+) -> None:
+    """Tasks the index holds in this page's id range that Label Studio has not.
+
+    Tasks linked since the run began are left alone: they may be newer than
+    the page Label Studio answered with.
+    """
+    present = [entry.task.ls_task_id for entry in seen]
+    rows = await session.scalars(
+        update(Task)
+        .where(
+            Task.ls_project_id == scope.project_id,
+            Task.status != "deleted",
+            Task.ls_task_id > lower_id,
+            Task.ls_task_id <= upper_id,
+            Task.ls_task_id.not_in(present),
+            Task.updated_at < scope.started_at,
+        )
+        .values(status="deleted", updated_at=utcnow())
+        .returning(Task.id)
+    )
+    gone = list(rows)
+    if gone:
+        await annotation_store.tombstone_for_tasks(session, gone)
+        drift.count("tasks_deleted", len(gone))
+
+
+async def _derive(
+    session: AsyncSession,
+    task_ids: list[int],
+    before: dict[int, tuple[str, str | None]],
+    drift: Drift,
+) -> None:
+    if not task_ids:
+        return
+    await annotation_store.derive_labels(session, task_ids)
+    after = await _states(session, task_ids)
+    drift.count(
+        "labels_changed",
+        sum(1 for task_id in task_ids if after.get(task_id) != before.get(task_id)),
+    )
