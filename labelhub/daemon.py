@@ -23,6 +23,7 @@ from labelhub.handlers import (
 )
 from labelhub.handlers.middleware import errors_as_json, request_context
 from labelhub.handlers.routing import Routes, add_routes
+from labelhub.handlers.web import add_web
 from labelhub.metrics import Metrics
 from labelhub.security import LoginGuard, Passwords, Tokens
 from labelhub.store.engine import create_engine, create_sessions
@@ -72,6 +73,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_webhooks)
     app.cleanup_ctx.append(_scheduler)
     add_routes(app, ROUTE_GROUPS)
+    add_web(app)
     return app
 
 
