@@ -17,11 +17,13 @@ from labelhub.handlers import (
     datasets,
     health,
     jobs,
+    ops,
     tasks,
     users,
     webhooks,
 )
 from labelhub.handlers.middleware import errors_as_json, request_context
+from labelhub.handlers.openapi import build_document
 from labelhub.handlers.routing import Routes, add_routes
 from labelhub.handlers.web import add_web
 from labelhub.metrics import Metrics
@@ -37,6 +39,7 @@ from labelhub.sync.webhook_batcher import WebhookBatcher
 
 log = structlog.get_logger(__name__)
 
+MAX_LINE_BYTES = 64 * 1024
 JOB_HANDLERS: dict[str, JobHandler] = {
     "import": run_import,
     "export": run_export,
@@ -45,6 +48,7 @@ JOB_HANDLERS: dict[str, JobHandler] = {
 
 ROUTE_GROUPS: list[Routes] = [
     health.routes,
+    ops.routes,
     auth.routes,
     users.routes,
     datasets.routes,
@@ -62,6 +66,12 @@ def create_app(settings: Settings) -> web.Application:
         client_max_size=max(settings.webhook_max_body_mb, settings.items_max_body_mb)
         * 1024
         * 1024,
+        # Long query strings reach the handlers, which name the bad parameter
+        # in a JSON error, instead of a plain-text 400 from the HTTP parser.
+        handler_args={
+            "max_line_size": MAX_LINE_BYTES,
+            "max_field_size": MAX_LINE_BYTES,
+        },
     )
     app[keys.SETTINGS] = settings
     app[keys.METRICS] = Metrics()
@@ -73,6 +83,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_webhooks)
     app.cleanup_ctx.append(_scheduler)
     add_routes(app, ROUTE_GROUPS)
+    app[keys.OPENAPI] = build_document(ROUTE_GROUPS, __version__)
     add_web(app)
     return app
 

@@ -68,7 +68,10 @@ async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamRe
             raise
         code = exc.reason.lower().replace(" ", "_")
         message = _http_message(request, exc)
-        return error_response(exc.status, code, message, None)
+        response = error_response(exc.status, code, message, None)
+        if isinstance(exc, web.HTTPMethodNotAllowed):
+            response.headers["Allow"] = ", ".join(sorted(exc.allowed_methods))
+        return response
     except Exception:
         log.exception("request_crashed", method=request.method, path=request.path)
         return error_response(500, "internal", "internal error", None)

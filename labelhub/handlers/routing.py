@@ -82,6 +82,7 @@ class Endpoint:
     max_body_bytes: int
     models: dict[str, Any] = field(default_factory=dict)
     returns: Any = None
+    raw_response: dict[str, Any] | None = None
 
     @property
     def name(self) -> str:
@@ -108,7 +109,11 @@ class Routes:
         status: int = 200,
         errors: tuple[int, ...] = (),
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        raw_response: dict[str, Any] | None = None,
     ) -> Callable[[Handler], Handler]:
+        """Register a handler; `raw_response` documents one that answers other
+        than JSON (it then returns an aiohttp response itself)."""
+
         def register(handler: Handler) -> Handler:
             hints = get_type_hints(handler)
             params = inspect.signature(handler).parameters
@@ -124,6 +129,7 @@ class Routes:
                     max_body_bytes=max_body_bytes,
                     models=models,
                     returns=hints.get("return"),
+                    raw_response=raw_response,
                 )
             )
             return handler

@@ -5,12 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from labelhub import keys
-from labelhub.errors import Invalid, NotFound
+from labelhub.errors import NotFound
 from labelhub.handlers.routing import Access, Call, Routes
 from labelhub.store import assignments, datasets
 from labelhub.store.models import Annotation, Task, User
@@ -61,25 +61,17 @@ class AutoAssignQuery(BaseModel):
     usernames: str | None = Field(
         None,
         min_length=1,
-        max_length=10_000,
-        description="several annotators, comma-separated, balanced",
+        max_length=2000,
+        pattern=r"^[^,]*[^,\s][^,]*(,[^,]*)*$",
+        description="several annotators, comma-separated; their open "
+        "workloads are evened out",
     )
     count: int = Field(ge=1, le=10_000, description="how many tasks to assign")
 
-    @model_validator(mode="after")
-    def _one_form(self) -> AutoAssignQuery:
-        if (self.username is None) == (self.usernames is None):
-            raise ValueError("give either username or usernames")
-        return self
-
     def names(self) -> list[str]:
-        if self.username is not None:
-            return [self.username]
-        names = [name.strip() for name in (self.usernames or "").split(",")]
-        unique = list(dict.fromkeys(name for name in names if name))
-        if not unique:
-            raise Invalid("usernames: name at least one annotator")
-        return unique
+        """Who was named; empty means every active annotator."""
+        names = [self.username or "", *(self.usernames or "").split(",")]
+        return list(dict.fromkeys(name.strip() for name in names if name.strip()))
 
 
 class AutoAssigned(BaseModel):
@@ -125,13 +117,14 @@ async def get_task(call: Call, path: TaskPath) -> TaskDetail:
 @routes.post(
     "/tasks/{task_id}/assign/{username}",
     access=Access.ADMIN,
-    errors=(404, 409, 422),
+    errors=(404, 409),
 )
 async def assign_task(call: Call, path: AssignPath) -> TaskDetail:
     """Assign (or reassign) one task to an active annotator; answers the task.
 
-    404 for an unknown task or user, 422 for an admin or deactivated user,
-    409 for a task not in Label Studio (new or deleted). Idempotent.
+    404 for an unknown task, or a user who is not an active annotator (the
+    message says which); 409 for a task not in Label Studio (new or
+    deleted). Idempotent.
     """
     async with call.app[keys.SESSIONS].begin() as session:
         user = await assignments.annotator(session, path.username)
@@ -150,7 +143,7 @@ async def unassign_task(call: Call, path: TaskPath) -> TaskDetail:
 @routes.post(
     "/datasets/{dataset_id}/auto_assign",
     access=Access.ADMIN,
-    errors=(404, 422),
+    errors=(404,),
 )
 async def auto_assign(
     call: Call, path: DatasetPath, query: AutoAssignQuery
@@ -158,13 +151,17 @@ async def auto_assign(
     """Assign up to `count` free tasks (imported, unlabeled, unassigned), oldest first.
 
     `username=ann` gives them all to one annotator; `usernames=ann,bob` spreads
-    them so the annotators' open workloads end as even as possible. Two calls
-    at once never assign the same task twice. Fewer tasks are assigned when
-    fewer are free.
+    them so the annotators' open workloads end as even as possible; naming
+    nobody spreads them over every active annotator. Two calls at once never
+    assign the same task twice. Fewer tasks are assigned when fewer are free.
+    404 for an unknown dataset, or a name that is not an active annotator.
     """
     async with call.app[keys.SESSIONS].begin() as session:
         await datasets.get(session, path.dataset_id)
         people = [await assignments.annotator(session, name) for name in query.names()]
+        people = people or await assignments.active_annotators(session)
+        if not people:
+            raise NotFound("there is no active annotator to assign tasks to")
         if len(people) == 1:
             given = {
                 people[0].id: await assignments.assign_free(

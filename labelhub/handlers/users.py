@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from labelhub import accounts, keys
+from labelhub.handlers.fields import BodyId
 from labelhub.handlers.routing import Access, Call, Routes
 from labelhub.store import users
 from labelhub.store.models import User
@@ -45,7 +46,7 @@ class UserIn(BaseModel):
     username: str = Field(pattern=USERNAME_PATTERN)
     password: str = Field(min_length=8, max_length=72)
     role: Role
-    ls_user_id: int | None = Field(None, ge=1, le=2**31 - 1)
+    ls_user_id: BodyId | None = None
     ls_email: str | None = Field(None, min_length=3, max_length=254)
 
 
@@ -55,7 +56,7 @@ class UserPatch(BaseModel):
     password: str | None = Field(None, min_length=8, max_length=72)
     role: Role | None = None
     active: bool | None = None
-    ls_user_id: int | None = Field(None, ge=1, le=2**31 - 1)
+    ls_user_id: BodyId | None = None
     ls_email: str | None = Field(None, min_length=3, max_length=254)
 
 

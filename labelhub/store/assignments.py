@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from sqlalchemy import Select, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from labelhub.errors import Conflict, Invalid, NotFound
+from labelhub.errors import Conflict, NotFound
 from labelhub.store import users
 from labelhub.store.models import Task, TaskCount, User, utcnow
 
@@ -21,17 +21,26 @@ ASSIGNABLE = ("imported", "labeled")
 
 
 async def annotator(session: AsyncSession, username: str) -> User:
-    """The active annotator `username`; 404 or 422 saying why not."""
+    """The active annotator `username`; 404 saying why there is none."""
     user = await users.find(session, username)
     if user is None:
         raise NotFound(f"no user {users.normalize(username)!r}")
     if not user.active:
-        raise Invalid(
-            f"user {user.username!r} is deactivated; tasks go to active users"
+        raise NotFound(
+            f"user {user.username!r} is deactivated; tasks go to active annotators"
         )
     if user.role != "annotator":
-        raise Invalid(f"user {user.username!r} is an admin; tasks go to annotators")
+        raise NotFound(f"user {user.username!r} is an admin; tasks go to annotators")
     return user
+
+
+async def active_annotators(session: AsyncSession) -> list[User]:
+    found = await session.scalars(
+        select(User)
+        .where(User.role == "annotator", User.active.is_(True))
+        .order_by(User.username)
+    )
+    return list(found)
 
 
 async def assign(session: AsyncSession, task_id: int, user: User | None) -> Task:

@@ -427,7 +427,7 @@ def _send(
     if not url.startswith(("http://", "https://")):
         raise ValueError(f"not an HTTP URL: {url}")
     data = None if json_body is None else json.dumps(json_body).encode()
-    request = urllib.request.Request(  # noqa: S310 (scheme checked above)
+    request = urllib.request.Request(
         url, data=data, method=method.upper()
     )
     for name, value in headers.items():
