@@ -94,20 +94,41 @@ class Daemon:
         )
 
     def call(
-        self, method: str, path: str, body: Any = None, token: str | None = None
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        token: str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> tuple[int, Any]:
+        """One JSON request; the status and the decoded answer, errors included."""
+        status, raw = self._send(method, path, body, token, headers)
+        return status, json.loads(raw) if raw else None
+
+    def call_text(self, method: str, path: str) -> tuple[int, str]:
+        status, raw = self._send(method, path, None, None, None)
+        return status, raw.decode()
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        body: Any,
+        token: str | None,
+        headers: dict[str, str] | None,
+    ) -> tuple[int, bytes]:
         data = json.dumps(body).encode() if body is not None else None
         request = urllib.request.Request(f"{self.url}{path}", data=data, method=method)
         request.add_header("Content-Type", "application/json")
+        for name, value in (headers or {}).items():
+            request.add_header(name, value)
         if token:
             request.add_header("Authorization", f"Bearer {token}")
         try:
             with urllib.request.urlopen(request, timeout=30) as answer:
-                raw = answer.read()
-                status = answer.status
+                return answer.status, answer.read()
         except urllib.error.HTTPError as error:
-            raw, status = error.read(), error.code
-        return status, json.loads(raw) if raw else None
+            return error.code, error.read()
 
     def login(self, username: str, password: str) -> str:
         status, body = self.call(

@@ -427,9 +427,7 @@ def _send(
     if not url.startswith(("http://", "https://")):
         raise ValueError(f"not an HTTP URL: {url}")
     data = None if json_body is None else json.dumps(json_body).encode()
-    request = urllib.request.Request(
-        url, data=data, method=method.upper()
-    )
+    request = urllib.request.Request(url, data=data, method=method.upper())
     for name, value in headers.items():
         request.add_header(name, value)
     if data is not None:
