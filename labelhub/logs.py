@@ -70,3 +70,5 @@ def configure_logging(
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
     logging.getLogger("aiosqlite").setLevel(logging.INFO)
+    # labelhub logs each tick itself, as `scheduler_ticked`.
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)

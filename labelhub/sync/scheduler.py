@@ -117,8 +117,9 @@ class Scheduler:
                 )
             )
         queued = [project for project in asked if await self._enqueue(project, False)]
-        if queued:
-            log.info("scheduler_ticked", tick="early", queued=queued)
+        (log.info if queued else log.debug)(
+            "scheduler_ticked", tick="early", queued=queued
+        )
 
     async def _enqueue(self, project_id: int, full: bool) -> bool:
         try:
