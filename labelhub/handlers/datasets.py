@@ -247,18 +247,7 @@ async def import_to_ls(call: Call, path: DatasetPath) -> JobAccepted:
     409 names the import of this dataset that is already queued or running.
     The job's message ends as `imported N tasks`.
     """
-    settings = call.app[keys.SETTINGS]
-    async with call.app[keys.SESSIONS].begin() as session:
-        dataset = await datasets.get(session, path.dataset_id)
-        job = await jobs.enqueue(
-            session,
-            "import",
-            dataset_id=dataset.id,
-            ls_project_id=dataset.ls_project_id or settings.ls_project_id,
-            requested_by=call.me.id,
-        )
-    call.app[keys.RUNNER].wake()
-    return JobAccepted(job_id=job.id, status=job.status)
+    return await _queue(call, path.dataset_id, "import")
 
 
 @routes.post(
@@ -273,12 +262,17 @@ async def export_from_ls(call: Call, path: DatasetPath) -> JobAccepted:
     Pulls annotations back into the shadow index; the job's message ends as
     `exported N labeled tasks` and its result is the drift report.
     """
+    return await _queue(call, path.dataset_id, "export")
+
+
+async def _queue(call: Call, dataset_id: int, kind: str) -> JobAccepted:
+    """A job of `kind` for the dataset; 409 when one is queued or running."""
     settings = call.app[keys.SETTINGS]
     async with call.app[keys.SESSIONS].begin() as session:
-        dataset = await datasets.get(session, path.dataset_id)
+        dataset = await datasets.get(session, dataset_id)
         job = await jobs.enqueue(
             session,
-            "export",
+            kind,
             dataset_id=dataset.id,
             ls_project_id=dataset.ls_project_id or settings.ls_project_id,
             requested_by=call.me.id,
