@@ -8,6 +8,7 @@ and that server cannot be reached, the run fails instead of skipping.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import io
 import json
 import os
@@ -68,7 +69,10 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 
 def _run(coroutine: Awaitable[Any]) -> Any:
-    return asyncio.run(coroutine)  # type: ignore[arg-type]
+    # In a thread of its own: another library's loop (Playwright's) may be
+    # running in this one.
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()  # type: ignore[arg-type]
 
 
 async def _migrate_url(url: str) -> None:

@@ -102,3 +102,14 @@ def test_app_factory_builds_without_a_running_loop(make_settings):
     app = create_app(make_settings())
 
     assert isinstance(app, web.Application)
+
+
+async def test_the_dashboard_is_served_with_a_strict_content_policy(client):
+    page = await client.get("/")
+    script = await client.get("/static/app.js")
+
+    assert page.status == 200
+    assert "default-src 'self'" in page.headers["Content-Security-Policy"]
+    assert script.status == 200
+    assert script.headers["Cache-Control"] == "no-cache"
+    assert script.headers["X-Content-Type-Options"] == "nosniff"

@@ -36,18 +36,22 @@ class DatasetOut(BaseModel):
     dataset_id: int
     id: int
     name: str
-    ls_project_id: int | None
+    ls_project_id: int | None = Field(
+        description="the project it imports into (its own, or LS_PROJECT_ID)"
+    )
     created_at: datetime
     total: int
     counts: dict[str, int]
 
     @classmethod
-    def of(cls, dataset: Dataset, tally: Tally) -> DatasetOut:
+    def of(
+        cls, dataset: Dataset, tally: Tally, default_project: int | None
+    ) -> DatasetOut:
         return cls(
             dataset_id=dataset.id,
             id=dataset.id,
             name=dataset.name,
-            ls_project_id=dataset.ls_project_id,
+            ls_project_id=dataset.ls_project_id or default_project,
             created_at=dataset.created_at,
             total=tally.total,
             counts=tally.by_status,
@@ -105,6 +109,7 @@ class StatsOut(BaseModel):
     deleted: int
     assigned: int
     unassigned: int
+    free: int = Field(description="imported, unassigned: what auto_assign can take")
     labels: dict[str, int]
     annotators: list[AnnotatorStats]
 
@@ -127,7 +132,7 @@ async def create_dataset(call: Call, body: DatasetIn) -> DatasetOut:
         )
         await tasks.add_items(session, dataset.id, items)
         tally = (await datasets.stats(session, [dataset.id]))[dataset.id].all
-    return DatasetOut.of(dataset, tally)
+    return DatasetOut.of(dataset, tally, settings.ls_project_id)
 
 
 @routes.get("/datasets", access=Access.ADMIN)
@@ -136,7 +141,8 @@ async def list_datasets(call: Call) -> list[DatasetOut]:
     async with call.app[keys.SESSIONS]() as session:
         found = await datasets.list_all(session)
         stats = await datasets.stats(session, [dataset.id for dataset in found])
-    return [DatasetOut.of(dataset, stats[dataset.id].all) for dataset in found]
+    default = call.app[keys.SETTINGS].ls_project_id
+    return [DatasetOut.of(dataset, stats[dataset.id].all, default) for dataset in found]
 
 
 @routes.get("/datasets/{dataset_id}", access=Access.ADMIN, errors=(404,))
@@ -145,7 +151,8 @@ async def get_dataset(call: Call, path: DatasetPath) -> DatasetOut:
     async with call.app[keys.SESSIONS]() as session:
         dataset = await datasets.get(session, path.dataset_id)
         stats = await datasets.stats(session, [dataset.id])
-    return DatasetOut.of(dataset, stats[dataset.id].all)
+    default = call.app[keys.SETTINGS].ls_project_id
+    return DatasetOut.of(dataset, stats[dataset.id].all, default)
 
 
 @routes.post(
@@ -219,6 +226,7 @@ def stats_out(dataset_id: int, stats: DatasetStats) -> StatsOut:
         **stats.all.by_status,
         assigned=sum(entry.assigned for entry in annotators),
         unassigned=stats.unassigned.live,
+        free=stats.unassigned.by_status["imported"],
         labels=stats.all.labels,
         annotators=annotators,
     )

@@ -68,6 +68,7 @@ class JobListQuery(BaseModel):
     status: Literal["queued", "running", "success", "failed"] | None = None
     kind: Literal["import", "export", "reconcile"] | None = None
     dataset_id: int | None = Field(None, ge=1, le=2**31 - 1)
+    ls_project_id: int | None = Field(None, ge=1, le=2**31 - 1)
     before: int | None = Field(None, ge=1, le=2**31 - 1)
     limit: int = Field(50, ge=1, le=500)
 
@@ -86,13 +87,14 @@ async def get_job(call: Call, path: JobPath) -> JobOut:
 
 @routes.get("/jobs", access=Access.ADMIN)
 async def list_jobs(call: Call, query: JobListQuery) -> JobPage:
-    """Jobs, newest first, filtered by status, kind and dataset."""
+    """Jobs, newest first, filtered by status, kind, dataset and project."""
     async with call.app[keys.SESSIONS]() as session:
         found = await jobs.newest(
             session,
             status=query.status,
             kind=query.kind,
             dataset_id=query.dataset_id,
+            ls_project_id=query.ls_project_id,
             before=query.before,
             limit=query.limit,
         )

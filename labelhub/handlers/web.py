@@ -23,7 +23,16 @@ async def index(request: web.Request) -> web.StreamResponse:
     return response
 
 
+async def _static_headers(request: web.Request, response: web.StreamResponse) -> None:
+    # Scripts import each other by plain paths: revalidate them on every load,
+    # so an upgraded daemon never runs alongside a browser's stale modules.
+    if request.path.startswith("/static/"):
+        response.headers["Cache-Control"] = "no-cache"
+        response.headers["X-Content-Type-Options"] = "nosniff"
+
+
 def add_web(app: web.Application) -> None:
     """`/` is the dashboard; its scripts and styles live under `/static/`."""
     app.router.add_get("/", index, name="dashboard")
     app.router.add_static("/static/", WEB_DIR, name="static", append_version=False)
+    app.on_response_prepare.append(_static_headers)

@@ -213,6 +213,7 @@ async def newest(
     status: str | None = None,
     kind: str | None = None,
     dataset_id: int | None = None,
+    ls_project_id: int | None = None,
     before: int | None = None,
     limit: int = 50,
 ) -> Sequence[Job]:
@@ -224,6 +225,8 @@ async def newest(
         query = query.where(Job.kind == kind)
     if dataset_id is not None:
         query = query.where(Job.dataset_id == dataset_id)
+    if ls_project_id is not None:
+        query = query.where(Job.ls_project_id == ls_project_id)
     if before is not None:
         query = query.where(Job.id < before)
     return (await session.scalars(query.order_by(Job.id.desc()).limit(limit))).all()
