@@ -7,17 +7,28 @@ reconciliation (which reads Label Studio itself) overrides a tombstone.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import and_, case, exists, or_, select, update
+from sqlalchemy import (
+    Table,
+    and_,
+    bindparam,
+    case,
+    exists,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from labelhub.store.models import Annotation, Task, utcnow
+from labelhub.store.models import Annotation, Task, UTCDateTime, utcnow
 from labelhub.store.outcome import Outcome
-from labelhub.store.sql import upsert
+from labelhub.store.sql import among, dialect, upsert
 
 if TYPE_CHECKING:
     from labelhub.studio.payloads import StudioAnnotation, StudioTask
@@ -85,12 +96,24 @@ def _verdict(note: StudioAnnotation, before: Known | None) -> str:
     return "applied"
 
 
+# The webhook path runs these for every group commit: built once, their
+# compiled form and cache key are reused instead of rebuilt per batch.
+_ANNOTATIONS = cast(Table, Annotation.__table__)
+_TASKS = cast(Table, Task.__table__)
+_KNOWN = select(
+    _ANNOTATIONS.c.ls_annotation_id,
+    _ANNOTATIONS.c.ls_updated_at,
+    _ANNOTATIONS.c.deleted,
+).where(_ANNOTATIONS.c.ls_annotation_id.in_(bindparam("ids", expanding=True)))
+_LIVE_TASKS = select(_TASKS.c.id, _TASKS.c.ls_project_id, _TASKS.c.ls_task_id).where(
+    _TASKS.c.ls_project_id.in_(bindparam("projects", expanding=True)),
+    _TASKS.c.ls_task_id.in_(bindparam("ls_ids", expanding=True)),
+    _TASKS.c.status != "deleted",
+)
+
+
 async def _known(session: AsyncSession, ids: list[int]) -> dict[int, Known]:
-    rows = await session.execute(
-        select(
-            Annotation.ls_annotation_id, Annotation.ls_updated_at, Annotation.deleted
-        ).where(Annotation.ls_annotation_id.in_(set(ids)))
-    )
+    rows = await session.execute(_KNOWN, {"ids": list(set(ids))})
     return {ls_id: Known(updated_at, deleted) for ls_id, updated_at, deleted in rows}
 
 
@@ -105,11 +128,7 @@ async def _owners(
     projects = {item.project_id for item in incoming if item.project_id is not None}
     ls_ids = {item.note.ls_task_id for item in incoming}
     rows = await session.execute(
-        select(Task.id, Task.ls_project_id, Task.ls_task_id).where(
-            Task.ls_project_id.in_(projects),
-            Task.ls_task_id.in_(ls_ids),
-            Task.status != "deleted",
-        )
+        _LIVE_TASKS, {"projects": list(projects), "ls_ids": list(ls_ids)}
     )
     live = {(project, ls_task_id): task_id for task_id, project, ls_task_id in rows}
     owners: dict[tuple[int | None, int, int | None], int] = {}
@@ -159,28 +178,62 @@ _REPLACED = (
 async def _write(
     session: AsyncSession, rows: list[dict[str, Any]], *, truth: bool = False
 ) -> None:
-    statement = upsert(session, Annotation)
+    if dialect(session) == "postgresql":
+        # One statement may change a row once: the newest of each is kept.
+        newest = {row["ls_annotation_id"]: row for row in rows}
+        payload = json.dumps(list(newest.values()), default=_iso)
+        await session.execute(_PG_UPSERTS[truth], {"rows": payload})
+        return
+    if truth not in _UPSERTS:
+        _UPSERTS[truth] = _upsert(session, truth=truth)
+    await session.execute(_UPSERTS[truth], rows)
+
+
+def _iso(value: datetime) -> str:
+    return value.isoformat()
+
+
+def _upsert(session: AsyncSession, *, truth: bool) -> Any:
+    statement = upsert(session, _ANNOTATIONS)
     fresh = statement.excluded
+    stored = _ANNOTATIONS.c
     # A concurrent writer (another replica) may have stored a newer one, or a
     # deletion; only what was read from Label Studio itself overrides those.
     guard = None
     if not truth:
         guard = and_(
-            Annotation.deleted.is_(False),
+            stored.deleted.is_(False),
             or_(
-                Annotation.ls_updated_at.is_(None),
+                stored.ls_updated_at.is_(None),
                 fresh.ls_updated_at.is_(None),
-                fresh.ls_updated_at >= Annotation.ls_updated_at,
+                fresh.ls_updated_at >= stored.ls_updated_at,
             ),
         )
-    await session.execute(
-        statement.on_conflict_do_update(
-            index_elements=[Annotation.ls_annotation_id],
-            set_={name: fresh[name] for name in _REPLACED},
-            where=guard,
-        ),
-        rows,
+    return statement.on_conflict_do_update(
+        index_elements=[stored.ls_annotation_id],
+        set_={name: fresh[name] for name in _REPLACED},
+        where=guard,
     )
+
+
+_UPSERTS: dict[bool, Any] = {}
+# On PostgreSQL a group commit's annotations travel as one JSON parameter:
+# one statement, and no per-row parameter binding in Python. The same guard
+# as `_upsert`'s; fixed text only, nothing from outside reaches the SQL.
+_COLUMNS = ", ".join(("ls_annotation_id", "created_at", *_REPLACED))
+_PG_UPSERT = (
+    f"INSERT INTO annotations AS stored ({_COLUMNS}) "  # noqa: S608
+    f"SELECT {_COLUMNS} FROM jsonb_populate_recordset("
+    "NULL::annotations, CAST(:rows AS jsonb)) "
+    "ON CONFLICT (ls_annotation_id) DO UPDATE SET "
+    + ", ".join(f"{name} = excluded.{name}" for name in _REPLACED)
+)
+_PG_GUARD = (
+    " WHERE NOT stored.deleted AND (stored.ls_updated_at IS NULL"
+    " OR excluded.ls_updated_at IS NULL"
+    " OR excluded.ls_updated_at >= stored.ls_updated_at)"
+)
+_PG_UPSERTS = {False: text(_PG_UPSERT + _PG_GUARD), True: text(_PG_UPSERT)}
 
 
 async def write_truth(
@@ -213,18 +266,19 @@ async def stored_for(
     """The index's annotations of these tasks, or with these Label Studio ids."""
     if not task_ids and not ls_annotation_ids:
         return {}
+    stored = _ANNOTATIONS.c
     rows = await session.execute(
         select(
-            Annotation.ls_annotation_id,
-            Annotation.task_id,
-            Annotation.ls_updated_at,
-            Annotation.label,
-            Annotation.was_cancelled,
-            Annotation.deleted,
+            stored.ls_annotation_id,
+            stored.task_id,
+            stored.ls_updated_at,
+            stored.label,
+            stored.was_cancelled,
+            stored.deleted,
         ).where(
             or_(
-                Annotation.task_id.in_(task_ids),
-                Annotation.ls_annotation_id.in_(ls_annotation_ids),
+                among(session, stored.task_id, task_ids),
+                among(session, stored.ls_annotation_id, ls_annotation_ids),
             )
         )
     )
@@ -278,7 +332,7 @@ async def attach_pending(
         .where(
             Annotation.task_id.is_(None),
             Annotation.ls_project_id == project_id,
-            Annotation.ls_task_id.in_(ls_task_ids),
+            among(session, Annotation.ls_task_id, ls_task_ids),
         )
         .values(task_id=owner)
         .returning(Annotation.task_id)
@@ -292,30 +346,34 @@ async def derive_labels(session: AsyncSession, task_ids: Sequence[int]) -> None:
     The label is the latest non-cancelled annotation's; a task with any
     non-cancelled annotation is labeled, one without goes back to imported.
     """
-    if not task_ids:
-        return
-    counted = and_(
-        Annotation.task_id == Task.id,
-        Annotation.deleted.is_(False),
-        Annotation.was_cancelled.is_(False),
+    if task_ids:
+        await session.execute(_DERIVE, {"task_ids": list(task_ids), "now": utcnow()})
+
+
+_COUNTED = and_(
+    _ANNOTATIONS.c.task_id == _TASKS.c.id,
+    _ANNOTATIONS.c.deleted.is_(False),
+    _ANNOTATIONS.c.was_cancelled.is_(False),
+)
+_LATEST_LABEL = (
+    select(_ANNOTATIONS.c.label)
+    .where(_COUNTED)
+    .order_by(
+        _ANNOTATIONS.c.ls_updated_at.desc().nulls_last(),
+        _ANNOTATIONS.c.ls_annotation_id.desc(),
     )
-    latest = (
-        select(Annotation.label)
-        .where(counted)
-        .order_by(
-            Annotation.ls_updated_at.desc().nulls_last(),
-            Annotation.ls_annotation_id.desc(),
-        )
-        .limit(1)
-        .scalar_subquery()
+    .limit(1)
+    .scalar_subquery()
+)
+_DERIVE = (
+    update(_TASKS)
+    .where(
+        _TASKS.c.id.in_(bindparam("task_ids", expanding=True)),
+        _TASKS.c.status.in_(("imported", "labeled")),
     )
-    await session.execute(
-        update(Task)
-        .where(Task.id.in_(task_ids), Task.status.in_(("imported", "labeled")))
-        .values(
-            label=latest,
-            status=case((exists().where(counted), "labeled"), else_="imported"),
-            updated_at=utcnow(),
-        )
-        .execution_options(synchronize_session=False)
+    .values(
+        label=_LATEST_LABEL,
+        status=case((exists().where(_COUNTED), "labeled"), else_="imported"),
+        updated_at=bindparam("now", type_=UTCDateTime()),
     )
+)

@@ -6,6 +6,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import bindparam, func, insert, null, select, text, update
@@ -15,7 +16,7 @@ from labelhub.store import annotations as annotation_store
 from labelhub.store import sync_state
 from labelhub.store.models import Dataset, Task, User, UTCDateTime, utcnow
 from labelhub.store.outcome import Outcome
-from labelhub.store.sql import dialect
+from labelhub.store.sql import among, dialect
 
 if TYPE_CHECKING:
     from labelhub.studio.payloads import StudioTask
@@ -136,12 +137,16 @@ def _where(query: Any, wanted: TaskFilter) -> Any:
     return query
 
 
-async def next_new_batch(
-    session: AsyncSession, dataset_id: int, limit: int
+async def claim_new_batch(
+    session: AsyncSession, dataset_id: int, limit: int, at: datetime
 ) -> list[tuple[int, dict[str, Any]]]:
-    """The oldest `limit` items of the dataset not yet sent to Label Studio."""
-    rows = await session.execute(
-        select(Task.id, Task.data)
+    """Mark the oldest `limit` unsent items as in flight since `at`; answers them.
+
+    One statement, in id order: choosing and marking separately would add a
+    round trip per batch to the import's critical path.
+    """
+    oldest = (
+        select(Task.id)
         .where(
             Task.dataset_id == dataset_id,
             Task.status == "new",
@@ -150,7 +155,14 @@ async def next_new_batch(
         .order_by(Task.id)
         .limit(limit)
     )
-    return [(task_id, data) for task_id, data in rows]
+    rows = await session.execute(
+        update(Task)
+        .where(Task.id.in_(oldest))
+        .values(import_sent_at=at)
+        .returning(Task.id, Task.data)
+        .execution_options(synchronize_session=False)
+    )
+    return sorted(((task_id, data) for task_id, data in rows), key=itemgetter(0))
 
 
 async def count_new(session: AsyncSession, dataset_id: int) -> int:
@@ -158,14 +170,6 @@ async def count_new(session: AsyncSession, dataset_id: int) -> int:
         select(func.count()).where(Task.dataset_id == dataset_id, Task.status == "new")
     )
     return count or 0
-
-
-async def mark_sent(
-    session: AsyncSession, task_ids: Sequence[int], at: datetime
-) -> None:
-    await session.execute(
-        update(Task).where(Task.id.in_(task_ids)).values(import_sent_at=at)
-    )
 
 
 async def in_flight(session: AsyncSession, dataset_id: int) -> list[int]:
@@ -205,7 +209,7 @@ async def link(
         .where(
             Task.ls_project_id == project_id,
             Task.status != "deleted",
-            Task.ls_task_id.in_([ls_task_id for _, ls_task_id in pairs]),
+            among(session, Task.ls_task_id, [ls_task_id for _, ls_task_id in pairs]),
         )
         .values(status="deleted", updated_at=now)
     )

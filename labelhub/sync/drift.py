@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from labelhub.store import annotations as annotation_store
 from labelhub.store import tasks as task_store
 from labelhub.store.models import Task, utcnow
+from labelhub.store.sql import among
 from labelhub.studio.payloads import (
     StudioAnnotation,
     StudioTask,
@@ -118,16 +119,17 @@ async def reconcile_page(
 ) -> None:
     """Make the index agree with one page of Label Studio's tasks."""
     seen = [_parse(raw, scope.label_from) for raw in raw_tasks]
-    owners, states = await _match(session, scope, seen, drift)
+    # An empty page is the end of the project: everything above is gone.
+    upper_id = seen[-1].task.ls_task_id if seen else BEYOND_LAST_ID
+    indexed = await _indexed(session, scope, seen, lower_id, upper_id)
+    owners, states = await _match(session, scope, seen, indexed, drift)
     touched = await _sync_annotations(session, scope, seen, owners, drift)
     for entry in seen:
         owner = owners.get(entry.task.ls_task_id)
         if owner is not None and states.get(owner) != expected_state(entry.notes):
             touched.add(owner)
     if scope.full:
-        # An empty page is the end of the project: everything above is gone.
-        upper_id = seen[-1].task.ls_task_id if seen else BEYOND_LAST_ID
-        await _retire_missing(session, scope, lower_id, upper_id, seen, drift)
+        await _retire_missing(session, scope, seen, indexed, drift)
     await _derive(session, sorted(touched), states, drift)
 
 
@@ -140,20 +142,46 @@ def _parse(raw: dict[str, Any], label_from: str | None) -> _Seen:
     return _Seen(task, notes)
 
 
+# An index task as `_indexed` reads it: id, ls_task_id, status, label, updated_at.
+Indexed = tuple[int, int, str, str | None, datetime]
+
+
+async def _indexed(
+    session: AsyncSession,
+    scope: PageScope,
+    seen: list[_Seen],
+    lower_id: int,
+    upper_id: int,
+) -> list[Indexed]:
+    """The index's live tasks for the page.
+
+    A full pass reads the page's whole id range, which holds the tasks that
+    Label Studio no longer has as well; an incremental run's pages are
+    sparse, so it reads the page's ids only.
+    """
+    tasks = Task.__table__.c  # Core columns: rows without the ORM's loading work
+    query = select(
+        tasks.id, tasks.ls_task_id, tasks.status, tasks.label, tasks.updated_at
+    ).where(tasks.ls_project_id == scope.project_id, tasks.status != "deleted")
+    if scope.full:
+        query = query.where(tasks.ls_task_id > lower_id, tasks.ls_task_id <= upper_id)
+    else:
+        ls_ids = [entry.task.ls_task_id for entry in seen]
+        query = query.where(among(session, tasks.ls_task_id, ls_ids))
+    return [tuple(row) for row in await session.execute(query)]
+
+
 async def _match(
-    session: AsyncSession, scope: PageScope, seen: list[_Seen], drift: Drift
+    session: AsyncSession,
+    scope: PageScope,
+    seen: list[_Seen],
+    indexed: list[Indexed],
+    drift: Drift,
 ) -> tuple[dict[int, int], dict[int, tuple[str, str | None]]]:
     """Each Label Studio task's index task; unknown ones linked or adopted."""
-    rows = await session.execute(
-        select(Task.id, Task.ls_task_id, Task.status, Task.label).where(
-            Task.ls_project_id == scope.project_id,
-            Task.ls_task_id.in_([entry.task.ls_task_id for entry in seen]),
-            Task.status != "deleted",
-        )
-    )
     live: dict[int, int] = {}
     states: dict[int, tuple[str, str | None]] = {}
-    for task_id, ls_id, status, label in rows:
+    for task_id, ls_id, status, label, _ in indexed:
         if ls_id is not None:
             live[ls_id] = task_id
         states[task_id] = (status, label)
@@ -318,9 +346,8 @@ async def _sync_annotations(
 async def _retire_missing(
     session: AsyncSession,
     scope: PageScope,
-    lower_id: int,
-    upper_id: int,
     seen: list[_Seen],
+    indexed: list[Indexed],
     drift: Drift,
 ) -> None:
     """Tasks the index holds in this page's id range that Label Studio has not.
@@ -328,15 +355,19 @@ async def _retire_missing(
     Tasks linked since the run began are left alone: they may be newer than
     the page Label Studio answered with.
     """
-    present = [entry.task.ls_task_id for entry in seen]
+    present = {entry.task.ls_task_id for entry in seen}
+    missing = [
+        task_id
+        for task_id, ls_id, _, _, updated_at in indexed
+        if ls_id not in present and updated_at < scope.started_at
+    ]
+    if not missing:
+        return
     rows = await session.scalars(
         update(Task)
         .where(
-            Task.ls_project_id == scope.project_id,
+            among(session, Task.id, missing),
             Task.status != "deleted",
-            Task.ls_task_id > lower_id,
-            Task.ls_task_id <= upper_id,
-            Task.ls_task_id.not_in(present),
             Task.updated_at < scope.started_at,
         )
         .values(status="deleted", updated_at=utcnow())

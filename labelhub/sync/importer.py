@@ -11,6 +11,7 @@ before anything is sent again, so no item ever becomes two tasks.
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -24,6 +25,7 @@ from labelhub.sync.runner import JobContext
 log = structlog.get_logger(__name__)
 
 MAX_UNANSWERED_BATCHES = 3
+Batch = tuple[int, dict[str, Any]]  # an item's task id and data
 
 
 def studio_of(ctx: JobContext) -> StudioClient:
@@ -41,33 +43,99 @@ async def run_import(ctx: JobContext) -> str:
     dataset_id, project_id = await _target(ctx)
     async with ctx.sessions() as session:
         remaining = await tasks.count_new(session, dataset_id)
-    total = ctx.done + remaining
-    done = ctx.done + await _recover(ctx, studio, dataset_id, project_id)
+    run = _Run(ctx, studio, dataset_id, project_id, total=ctx.done + remaining)
+    run.done = ctx.done + await _recover(ctx, studio, dataset_id, project_id)
+    await run.send_all()
+    return f"imported {run.done} tasks"
 
-    unanswered = 0
-    while batch := await _next_batch(ctx, dataset_id):
+
+@dataclass
+class _Run:
+    """The batches of one import, pipelined.
+
+    Label Studio's answer to a batch takes far longer than labelhub's own
+    bookkeeping, so while a batch is in flight the next one is already marked
+    in flight (and committed, before it is sent), and the ids of the previous
+    one are recorded. A failure leaves at most these batches in flight, which
+    `_recover` settles as before.
+    """
+
+    ctx: JobContext
+    studio: StudioClient
+    dataset_id: int
+    project_id: int
+    total: int
+    done: int = 0
+    unanswered: int = 0
+
+    async def send_all(self) -> None:
+        recording: asyncio.Future[None] = _finished()
+        upcoming: asyncio.Future[list[Batch]] | None = None
         try:
-            ls_ids = await studio.import_tasks(
-                project_id, [_as_studio_task(dataset_id, *item) for item in batch]
+            batch = await _next_batch(self.ctx, self.dataset_id)
+            while batch:
+                upcoming = asyncio.ensure_future(_next_batch(self.ctx, self.dataset_id))
+                ls_ids = await self._send(batch, upcoming, recording)
+                await recording
+                if ls_ids is None:  # unanswered, and recovered: start afresh
+                    batch = await _next_batch(self.ctx, self.dataset_id)
+                    continue
+                recording = asyncio.ensure_future(self._record(batch, ls_ids))
+                batch = await upcoming
+            await recording
+        finally:
+            for pending in (recording, upcoming):
+                if pending is not None and not pending.done():
+                    pending.cancel()
+                    await asyncio.gather(pending, return_exceptions=True)
+
+    async def _send(
+        self,
+        batch: list[Batch],
+        upcoming: asyncio.Future[list[Batch]],
+        recording: asyncio.Future[None],
+    ) -> list[int] | None:
+        """Label Studio's ids for the batch; None when it never answered."""
+        try:
+            return await self.studio.import_tasks(
+                self.project_id,
+                [_as_studio_task(self.dataset_id, *item) for item in batch],
             )
         except StudioError as exc:
-            if not exc.maybe_applied:
-                await _forget_sent(ctx, [task_id for task_id, _ in batch])
-                raise
-            unanswered += 1
-            log.warning("import_batch_unanswered", reason=exc.reason, size=len(batch))
-            if unanswered > MAX_UNANSWERED_BATCHES:
-                raise
-            if exc.kind == "timeout":
-                # Label Studio may still be working on the batch; give it the
-                # same time again before looking for what it created.
-                await asyncio.sleep(ctx.settings.ls_timeout_s)
-            done += await _recover(ctx, studio, dataset_id, project_id)
-            continue
-        done += await _link(ctx, project_id, [task_id for task_id, _ in batch], ls_ids)
-        await ctx.progress(done, total, f"importing: {done} of {total} tasks")
+            # The next batch was marked but will not go out now.
+            await _forget_sent(self.ctx, [task_id for task_id, _ in await upcoming])
+            await recording
+            await self._unanswered(batch, exc)
+            return None
 
-    return f"imported {done} tasks"
+    async def _unanswered(self, batch: list[Batch], exc: StudioError) -> None:
+        if not exc.maybe_applied:
+            await _forget_sent(self.ctx, [task_id for task_id, _ in batch])
+            raise exc
+        self.unanswered += 1
+        log.warning("import_batch_unanswered", reason=exc.reason, size=len(batch))
+        if self.unanswered > MAX_UNANSWERED_BATCHES:
+            raise exc
+        if exc.kind == "timeout":
+            # Label Studio may still be working on the batch; give it the
+            # same time again before looking for what it created.
+            await asyncio.sleep(self.ctx.settings.ls_timeout_s)
+        self.done += await _recover(
+            self.ctx, self.studio, self.dataset_id, self.project_id
+        )
+
+    async def _record(self, batch: list[Batch], ls_ids: list[int]) -> None:
+        task_ids = [task_id for task_id, _ in batch]
+        self.done += await _link(self.ctx, self.project_id, task_ids, ls_ids)
+        await self.ctx.progress(
+            self.done, self.total, f"importing: {self.done} of {self.total} tasks"
+        )
+
+
+def _finished() -> asyncio.Future[None]:
+    done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    done.set_result(None)
+    return done
 
 
 async def _target(ctx: JobContext) -> tuple[int, int]:
@@ -86,16 +154,12 @@ async def _target(ctx: JobContext) -> tuple[int, int]:
         return dataset.id, dataset.ls_project_id
 
 
-async def _next_batch(
-    ctx: JobContext, dataset_id: int
-) -> list[tuple[int, dict[str, Any]]]:
+async def _next_batch(ctx: JobContext, dataset_id: int) -> list[Batch]:
+    """The next items to send, already marked (and committed) as in flight."""
     async with ctx.sessions.begin() as session:
-        batch = await tasks.next_new_batch(
-            session, dataset_id, ctx.settings.ls_import_batch
+        return await tasks.claim_new_batch(
+            session, dataset_id, ctx.settings.ls_import_batch, utcnow()
         )
-        if batch:
-            await tasks.mark_sent(session, [task_id for task_id, _ in batch], utcnow())
-    return batch
 
 
 def _as_studio_task(
@@ -117,6 +181,8 @@ async def _link(
 
 
 async def _forget_sent(ctx: JobContext, task_ids: list[int]) -> None:
+    if not task_ids:
+        return
     async with ctx.sessions.begin() as session:
         await tasks.clear_sent(session, task_ids)
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
-from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from labelhub.errors import Unavailable
 from labelhub.metrics import Metrics
@@ -29,6 +29,7 @@ log = structlog.get_logger(__name__)
 
 MAX_BATCH = 256
 STOP_TIMEOUT_S = 10.0
+TRACKED_REFRESH_S = 30.0
 
 
 @dataclass
@@ -52,6 +53,8 @@ class WebhookBatcher:
         self._default_project = default_project
         self._queue: asyncio.Queue[Delivery] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
+        self._tracked: set[int] = set()
+        self._tracked_until_s = 0.0
 
     def start(self) -> None:
         self._worker = asyncio.create_task(self._work(), name="webhook-batcher")
@@ -98,7 +101,7 @@ class WebhookBatcher:
 
     async def _commit(self, batch: list[Delivery]) -> list[Outcome]:
         async with self._sessions.begin() as session:
-            tracked = await sync_state.tracked_projects(session, self._default_project)
+            tracked = await self._tracked_projects(session, batch)
             outcomes = await apply_events(
                 session, [delivery.event for delivery in batch], tracked
             )
@@ -119,6 +122,26 @@ class WebhookBatcher:
             )
         self._metrics.webhook_batch.observe(len(batch))
         return outcomes
+
+    async def _tracked_projects(
+        self, session: AsyncSession, batch: list[Delivery]
+    ) -> set[int]:
+        """The projects labelhub imports into, read again only when needed.
+
+        A project joins the set when a dataset names it and never leaves it
+        (datasets are neither deleted nor moved), so a batch that names only
+        known projects needs no query; one that names another project, or
+        none, reads the set again, and so does the first batch after
+        TRACKED_REFRESH_S. This saves a round trip on most group commits.
+        """
+        named = {delivery.event.project_id for delivery in batch}
+        now_s = time.monotonic()
+        if now_s >= self._tracked_until_s or not named <= self._tracked:
+            self._tracked = await sync_state.tracked_projects(
+                session, self._default_project
+            )
+            self._tracked_until_s = now_s + TRACKED_REFRESH_S
+        return self._tracked
 
 
 def _fail(delivery: Delivery) -> None:
