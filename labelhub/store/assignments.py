@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from labelhub.errors import Conflict, NotFound
 from labelhub.store import users
 from labelhub.store.models import Task, TaskCount, User, utcnow
+from labelhub.store.sql import among
 
 ASSIGNABLE = ("imported", "labeled")
 
@@ -138,7 +139,7 @@ async def assign_balanced(
         if chunk:
             await session.execute(
                 update(Task)
-                .where(Task.id.in_(chunk))
+                .where(among(session, Task.id, chunk))
                 .values(assigned_to=user_id, assigned_at=now, updated_at=now)
                 .execution_options(synchronize_session=False)
             )
