@@ -1,7 +1,9 @@
 """The floor for the webhook benchmark: an aiohttp app that only parses the body.
 
-POST /webhooks/label-studio reads the body, parses it as JSON and answers 200;
-GET /health answers 200. Run as its own process, like the daemon:
+POST /webhooks/label-studio reads the body, parses it as JSON (with orjson,
+the parser the daemon's receiver uses, so that the comparison measures
+labelhub's own work and not a choice of parser) and answers 200; GET /health
+answers 200. Run as its own process, like the daemon:
 
     .venv/bin/python bench/bare_handler.py --port 8100
 """
@@ -9,13 +11,13 @@ GET /health answers 200. Run as its own process, like the daemon:
 from __future__ import annotations
 
 import argparse
-import json
 
+import orjson
 from aiohttp import web
 
 
 async def receive(request: web.Request) -> web.Response:
-    body = json.loads(await request.read())
+    body = orjson.loads(await request.read())
     return web.json_response({"status": "ok", "action": body.get("action")})
 
 

@@ -107,7 +107,7 @@ def daemon_env(database_url: str, **extra: str) -> dict[str, str]:
             "BCRYPT_ROUNDS": "4",
             "LABELHUB_DEMO": "1",
             "RECONCILE_INTERVAL_S": "0",
-            "LABELHUB_LOG_LEVEL": "warning",
+            "LABELHUB_LOG_LEVEL": "info",
             "LABELHUB_LOG_FORMAT": "json",
             "WEBHOOK_SECRET": WEBHOOK_SECRET,
             "PYTHONPATH": str(ROOT),

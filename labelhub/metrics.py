@@ -7,6 +7,8 @@ small `task_counts` and `sync_state` tables, so they cost nothing otherwise.
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 _FAST_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
@@ -15,6 +17,10 @@ _SLOW_BUCKETS_S = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)
 
 class Metrics:
     def __init__(self) -> None:
+        # Children per label set, looked up once: `labels()` costs more than
+        # the increment itself, and these two are on every request's path.
+        self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self._webhook_children: dict[tuple[str, str], tuple[Any, Any]] = {}
         self.registry = CollectorRegistry()
         r = self.registry
         self.requests = Counter(
@@ -103,5 +109,25 @@ class Metrics:
     def observe_request(
         self, method: str, route: str, status: int, duration_s: float
     ) -> None:
-        self.requests.labels(method, route, str(status)).inc()
-        self.request_seconds.labels(method, route).observe(duration_s)
+        key = (method, route, status)
+        children = self._request_children.get(key)
+        if children is None:
+            children = (
+                self.requests.labels(method, route, str(status)),
+                self.request_seconds.labels(method, route),
+            )
+            self._request_children[key] = children
+        children[0].inc()
+        children[1].observe(duration_s)
+
+    def observe_webhook(self, action: str, outcome: str, duration_s: float) -> None:
+        key = (action, outcome)
+        children = self._webhook_children.get(key)
+        if children is None:
+            children = (
+                self.webhooks.labels(action, outcome),
+                self.webhook_seconds.labels(action),
+            )
+            self._webhook_children[key] = children
+        children[0].inc()
+        children[1].observe(duration_s)

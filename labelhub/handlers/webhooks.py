@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any, ClassVar, Self
 
+import orjson
 import structlog
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
@@ -84,8 +84,10 @@ async def receive_webhook(
     """
     settings = call.app[keys.SETTINGS]
     try:
-        decoded = json.loads(body.raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+        # orjson: a delivery is parsed on every annotator's save, three
+        # times faster than the standard library does it.
+        decoded = orjson.loads(body.raw)
+    except ValueError as exc:
         raise BadRequest(f"the body is not valid JSON: {exc}") from None
     try:
         event = parse_event(decoded, settings.ls_label_from_name, query.project)
@@ -95,9 +97,7 @@ async def receive_webhook(
 
     outcome = await call.app[keys.WEBHOOKS].submit(event, body.received_s)
     duration_s = time.perf_counter() - body.received_s
-    metrics = call.app[keys.METRICS]
-    metrics.webhooks.labels(event.action, outcome.status).inc()
-    metrics.webhook_seconds.labels(event.action).observe(duration_s)
+    call.app[keys.METRICS].observe_webhook(event.action, outcome.status, duration_s)
     structlog.contextvars.bind_contextvars(
         action=event.action, outcome=outcome.status, project_id=event.project_id
     )
