@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from labelhub.errors import StudioError, Unavailable
 from labelhub.store import datasets, tasks
@@ -25,7 +26,20 @@ from labelhub.sync.runner import JobContext
 log = structlog.get_logger(__name__)
 
 MAX_UNANSWERED_BATCHES = 3
-Batch = tuple[int, dict[str, Any]]  # an item's task id and data
+
+
+@dataclass(frozen=True)
+class _Batch:
+    """Items marked in flight (and committed), and the tasks to send for them."""
+
+    task_ids: list[int]
+    studio_tasks: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class _Answered:
+    batch: _Batch
+    ls_task_ids: list[int]
 
 
 def studio_of(ctx: JobContext) -> StudioClient:
@@ -40,12 +54,19 @@ def studio_of(ctx: JobContext) -> StudioClient:
 async def run_import(ctx: JobContext) -> str:
     """Send the dataset's new items to Label Studio; `imported N tasks`."""
     studio = studio_of(ctx)
-    dataset_id, project_id = await _target(ctx)
-    async with ctx.sessions() as session:
-        remaining = await tasks.count_new(session, dataset_id)
-    run = _Run(ctx, studio, dataset_id, project_id, total=ctx.done + remaining)
-    run.done = ctx.done + await _recover(ctx, studio, dataset_id, project_id)
-    await run.send_all()
+    # One transaction finds the project, counts what is left and, unless a
+    # batch was left in flight, marks the first batch: the first send waits
+    # for all of it.
+    async with ctx.sessions.begin() as session:
+        dataset_id, project_id = await _target(session, ctx)
+        new = await tasks.count_new(session, dataset_id)
+        first = None if new.in_flight else await _claim(session, ctx, dataset_id)
+
+    run = _Run(ctx, studio, dataset_id, project_id, ctx.done + new.count, ctx.done)
+    if new.in_flight:
+        run.done += await _recover(ctx, studio, dataset_id, project_id)
+        first = await run.claim_alone()
+    await run.send_all(first)
     return f"imported {run.done} tasks"
 
 
@@ -54,10 +75,13 @@ class _Run:
     """The batches of one import, pipelined.
 
     Label Studio's answer to a batch takes far longer than labelhub's own
-    bookkeeping, so while a batch is in flight the next one is already marked
-    in flight (and committed, before it is sent), and the ids of the previous
-    one are recorded. A failure leaves at most these batches in flight, which
-    `_recover` settles as before.
+    bookkeeping, so while a batch is in flight one transaction records the
+    ids (and the job's progress) of the batch answered before it and marks
+    the next batch in flight; that batch goes out as soon as the answer
+    arrives. One transaction rather than one per step: each costs the daemon
+    CPU that Label Studio, working on the batch, needs on the same machine.
+    A failure leaves at most the batch sent and the one marked after it in
+    flight, which `_recover` settles as before.
     """
 
     ctx: JobContext
@@ -68,52 +92,62 @@ class _Run:
     done: int = 0
     unanswered: int = 0
 
-    async def send_all(self) -> None:
-        recording: asyncio.Future[None] = _finished()
-        upcoming: asyncio.Future[list[Batch]] | None = None
+    async def send_all(self, batch: _Batch | None) -> None:
+        answered: _Answered | None = None
+        bookkeeping: asyncio.Future[_Batch | None] | None = None
         try:
-            batch = await _next_batch(self.ctx, self.dataset_id)
-            while batch:
-                upcoming = asyncio.ensure_future(_next_batch(self.ctx, self.dataset_id))
-                ls_ids = await self._send(batch, upcoming, recording)
-                await recording
-                if ls_ids is None:  # unanswered, and recovered: start afresh
-                    batch = await _next_batch(self.ctx, self.dataset_id)
+            while batch is not None:
+                bookkeeping = asyncio.ensure_future(self._record_and_claim(answered))
+                try:
+                    ls_task_ids = await self._send(batch)
+                except StudioError as exc:
+                    await self._settle_unanswered(batch, exc, await bookkeeping)
+                    answered, batch = None, await self.claim_alone()
                     continue
-                recording = asyncio.ensure_future(self._record(batch, ls_ids))
-                batch = await upcoming
-            await recording
+                answered = _Answered(batch, ls_task_ids)
+                batch = await bookkeeping
+            if answered is not None:
+                async with self.ctx.sessions.begin() as session:
+                    await self._record(session, answered)
         finally:
-            for pending in (recording, upcoming):
-                if pending is not None and not pending.done():
-                    pending.cancel()
-                    await asyncio.gather(pending, return_exceptions=True)
+            if bookkeeping is not None and not bookkeeping.done():
+                bookkeeping.cancel()
+                await asyncio.gather(bookkeeping, return_exceptions=True)
 
-    async def _send(
-        self,
-        batch: list[Batch],
-        upcoming: asyncio.Future[list[Batch]],
-        recording: asyncio.Future[None],
-    ) -> list[int] | None:
-        """Label Studio's ids for the batch; None when it never answered."""
-        try:
-            return await self.studio.import_tasks(
-                self.project_id,
-                [_as_studio_task(self.dataset_id, *item) for item in batch],
-            )
-        except StudioError as exc:
-            # The next batch was marked but will not go out now.
-            await _forget_sent(self.ctx, [task_id for task_id, _ in await upcoming])
-            await recording
-            await self._unanswered(batch, exc)
-            return None
+    async def claim_alone(self) -> _Batch | None:
+        async with self.ctx.sessions.begin() as session:
+            return await _claim(session, self.ctx, self.dataset_id)
 
-    async def _unanswered(self, batch: list[Batch], exc: StudioError) -> None:
+    async def _send(self, batch: _Batch) -> list[int]:
+        return await self.studio.import_tasks(self.project_id, batch.studio_tasks)
+
+    async def _record_and_claim(self, answered: _Answered | None) -> _Batch | None:
+        """The next batch, marked in the transaction that records `answered`."""
+        async with self.ctx.sessions.begin() as session:
+            if answered is not None:
+                await self._record(session, answered)
+            return await _claim(session, self.ctx, self.dataset_id)
+
+    async def _record(self, session: AsyncSession, answered: _Answered) -> None:
+        pairs = list(zip(answered.batch.task_ids, answered.ls_task_ids, strict=True))
+        done = self.done + await tasks.link(session, self.project_id, pairs)
+        message = f"importing: {done} of {self.total} tasks"
+        await self.ctx.record_progress(session, done, self.total, message)
+        self.done = done  # only now: the count is final only with the ids
+
+    async def _settle_unanswered(
+        self, batch: _Batch, exc: StudioError, upcoming: _Batch | None
+    ) -> None:
+        """Free the batch marked meanwhile, then free or recover `batch`."""
+        if upcoming is not None:  # marked, but it will not go out now
+            await _forget_sent(self.ctx, upcoming.task_ids)
         if not exc.maybe_applied:
-            await _forget_sent(self.ctx, [task_id for task_id, _ in batch])
+            await _forget_sent(self.ctx, batch.task_ids)
             raise exc
         self.unanswered += 1
-        log.warning("import_batch_unanswered", reason=exc.reason, size=len(batch))
+        log.warning(
+            "import_batch_unanswered", reason=exc.reason, size=len(batch.task_ids)
+        )
         if self.unanswered > MAX_UNANSWERED_BATCHES:
             raise exc
         if exc.kind == "timeout":
@@ -124,42 +158,35 @@ class _Run:
             self.ctx, self.studio, self.dataset_id, self.project_id
         )
 
-    async def _record(self, batch: list[Batch], ls_ids: list[int]) -> None:
-        task_ids = [task_id for task_id, _ in batch]
-        self.done += await _link(self.ctx, self.project_id, task_ids, ls_ids)
-        await self.ctx.progress(
-            self.done, self.total, f"importing: {self.done} of {self.total} tasks"
-        )
 
-
-def _finished() -> asyncio.Future[None]:
-    done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-    done.set_result(None)
-    return done
-
-
-async def _target(ctx: JobContext) -> tuple[int, int]:
+async def _target(session: AsyncSession, ctx: JobContext) -> tuple[int, int]:
     """The dataset and its project; a dataset without one takes the default."""
     if ctx.dataset_id is None:
         raise Unavailable("an import job needs a dataset")
-    async with ctx.sessions.begin() as session:
-        dataset = await datasets.get(session, ctx.dataset_id)
-        if dataset.ls_project_id is None:
-            if ctx.settings.ls_project_id is None:
-                raise Unavailable(
-                    f"dataset {dataset.id} names no Label Studio project: set "
-                    "LS_PROJECT_ID or create the dataset with ls_project_id"
-                )
-            dataset.ls_project_id = ctx.settings.ls_project_id
-        return dataset.id, dataset.ls_project_id
+    dataset = await datasets.get(session, ctx.dataset_id)
+    if dataset.ls_project_id is None:
+        if ctx.settings.ls_project_id is None:
+            raise Unavailable(
+                f"dataset {dataset.id} names no Label Studio project: set "
+                "LS_PROJECT_ID or create the dataset with ls_project_id"
+            )
+        dataset.ls_project_id = ctx.settings.ls_project_id
+    return dataset.id, dataset.ls_project_id
 
 
-async def _next_batch(ctx: JobContext, dataset_id: int) -> list[Batch]:
-    """The next items to send, already marked (and committed) as in flight."""
-    async with ctx.sessions.begin() as session:
-        return await tasks.claim_new_batch(
-            session, dataset_id, ctx.settings.ls_import_batch, utcnow()
-        )
+async def _claim(
+    session: AsyncSession, ctx: JobContext, dataset_id: int
+) -> _Batch | None:
+    """The next items to send, marked in flight in `session`; None when none."""
+    items = await tasks.claim_new_batch(
+        session, dataset_id, ctx.settings.ls_import_batch, utcnow()
+    )
+    if not items:
+        return None
+    return _Batch(
+        [task_id for task_id, _ in items],
+        [_as_studio_task(dataset_id, task_id, data) for task_id, data in items],
+    )
 
 
 def _as_studio_task(

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
-from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from labelhub.config import Settings
 from labelhub.errors import LabelhubError
@@ -53,14 +53,15 @@ class JobContext:
 
     async def progress(self, done: int, total: int | None, message: str) -> None:
         async with self.sessions.begin() as session:
-            await jobs.report(
-                session,
-                self.job_id,
-                self.owner,
-                done=done,
-                total=total,
-                message=message,
-            )
+            await self.record_progress(session, done, total, message)
+
+    async def record_progress(
+        self, session: AsyncSession, done: int, total: int | None, message: str
+    ) -> None:
+        """Progress written in the caller's transaction, with what it counts."""
+        await jobs.report(
+            session, self.job_id, self.owner, done=done, total=total, message=message
+        )
 
 
 JobHandler = Callable[[JobContext], Awaitable[str]]
@@ -111,13 +112,15 @@ class JobRunner:
 
     async def _work(self) -> None:
         while True:
+            # Cleared before looking, not after: a wake-up that arrives while
+            # this worker finds nothing must not be lost until the next poll.
+            self._wake.clear()
             try:
                 ran = await self.run_once()
             except Exception:
                 log.exception("job_runner_failed")
                 ran = False
             if not ran:
-                self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(self.settings.job_poll_s):
                         await self._wake.wait()
