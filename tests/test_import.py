@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from labelhub import keys
 from labelhub.daemon import create_app
@@ -51,6 +52,29 @@ async def _index(client):
         return {task_id: (status, ls_id) for task_id, status, ls_id in rows}
 
 
+async def _marks(client):
+    """Each item's status and whether it is marked in flight, as committed."""
+    async with client.app[keys.SESSIONS]() as session:
+        rows = await session.execute(select(Task.id, Task.status, Task.import_sent_at))
+        return {task_id: (status, sent is not None) for task_id, status, sent in rows}
+
+
+def _watch_sends(client, watch):
+    """Run `watch(batch_number, labelhub_ids)` before each batch goes out."""
+    studio = client.app[keys.STUDIO]
+    send = studio.import_tasks
+    sent = []
+
+    async def watched(project_id, studio_tasks):
+        ids = [task["data"]["labelhub_task_id"] for task in studio_tasks]
+        sent.append(ids)
+        await watch(len(sent), ids)
+        return await send(project_id, studio_tasks)
+
+    studio.import_tasks = watched
+    return sent
+
+
 async def _agrees_with(client, fake):
     index = await _index(client)
     for ls_id, task in fake.tasks.items():
@@ -83,6 +107,118 @@ async def test_items_go_in_batches_of_the_configured_size(daemon, fake_studio):
 
     imports = [path for method, path in fake_studio.calls if "/import" in path]
     assert len(imports) == 4
+
+
+async def test_every_batch_is_committed_as_in_flight_before_it_is_sent(
+    daemon, fake_studio
+):
+    """Another connection already sees the items of each batch marked in flight."""
+    client = await daemon(ls_import_batch=30)
+    dataset_id = await _dataset(client)
+    seen = []
+
+    async def watch(number, ids):
+        marks = await _marks(client)
+        seen.append(all(marks[task_id] == ("new", True) for task_id in ids))
+
+    sent = _watch_sends(client, watch)
+
+    job = await _import(client, dataset_id)
+
+    assert job["message"] == "imported 100 tasks"
+    assert [len(ids) for ids in sent] == [30, 30, 30, 10]
+    assert seen == [True, True, True, True]
+    assert not any(in_flight for _, in_flight in (await _marks(client)).values())
+
+
+async def test_while_a_batch_is_in_flight_the_next_is_marked_and_the_last_recorded(
+    daemon, fake_studio
+):
+    """Bookkeeping runs during a send, not after its answer."""
+    client = await daemon(ls_import_batch=30)
+    dataset_id = await _dataset(client)
+    overlapped = []
+
+    async def watch(number, ids):
+        if number != 2:
+            return
+
+        # Sending items 31-60: items 61-90 get marked and items 1-30 get
+        # their ids now, while this send waits.
+        async def done():
+            marks = await _marks(client)
+            return all(
+                marks[task_id]
+                == (("imported", False) if task_id <= 30 else ("new", True))
+                for task_id in [*range(1, 31), *range(61, 91)]
+            )
+
+        async with asyncio.timeout(5):
+            while not await done():
+                await asyncio.sleep(0.01)
+        overlapped.append(number)
+
+    _watch_sends(client, watch)
+
+    job = await _import(client, dataset_id)
+
+    assert job["message"] == "imported 100 tasks"
+    assert overlapped == [2]
+    await _agrees_with(client, fake_studio)
+
+
+async def test_progress_is_committed_with_the_ids_it_counts(daemon, fake_studio):
+    """At any moment the job's progress equals the items recorded as imported."""
+    client = await daemon(ls_import_batch=20)
+    dataset_id = await _dataset(client)
+    progress = []
+
+    async def watch(number, ids):
+        async with client.app[keys.SESSIONS]() as session:
+            job = (await session.scalars(select(Job))).one()
+            imported = await session.scalar(
+                select(func.count()).where(Task.status == "imported")
+            )
+        progress.append((job.progress_done, imported))
+
+    _watch_sends(client, watch)
+
+    job = await _import(client, dataset_id)
+
+    assert job["progress"] == {"done": 100, "total": 100}
+    assert all(done == imported for done, imported in progress)
+    assert progress[0] == (0, 0)
+
+
+async def test_a_later_batch_refused_fails_the_job_and_a_retry_sends_only_the_rest(
+    daemon, fake_studio
+):
+    """The refused batch and the one marked meanwhile are freed, none left in flight."""
+    client = await daemon(ls_import_batch=30)
+    dataset_id = await _dataset(client)
+    project = client.app[keys.SETTINGS].ls_project_id
+    fake_studio.fail("POST", f"/api/projects/{project}/import", status=400, skip=2)
+
+    job = await _import(client, dataset_id)
+
+    assert job["status"] == "failed"
+    assert "HTTP 400" in job["message"]
+    marks = await _marks(client)
+    assert sorted(marks.values()) == [("imported", False)] * 60 + [("new", False)] * 40
+    await _agrees_with(client, fake_studio)
+
+    response = await client.post(f"/jobs/{job['id']}/retry", headers=client.admin)
+    assert response.status == 200, await response.text()
+    while await client.app[keys.RUNNER].run_once():
+        pass
+    retried = await (
+        await client.get(f"/jobs/{job['id']}", headers=client.admin)
+    ).json()
+
+    assert (retried["status"], retried["message"]) == ("success", "imported 100 tasks")
+    assert len(fake_studio.tasks) == 100
+    assert max(_labelhub_ids(fake_studio).values()) == 1
+    await _agrees_with(client, fake_studio)
 
 
 async def test_importing_again_imports_nothing(daemon, fake_studio):

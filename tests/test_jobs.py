@@ -233,6 +233,39 @@ async def test_stopping_the_daemon_hands_a_running_job_back(sessions):
     assert job.message == "interrupted; queued to resume"
 
 
+async def test_a_job_queued_while_a_worker_finds_none_starts_without_a_poll(
+    sessions,
+):
+    """A wake-up that arrives during a look for work that found nothing counts."""
+    started = asyncio.Event()
+
+    async def handler(ctx):
+        started.set()
+        return "exported 0 labeled tasks"
+
+    runner = _runner(sessions, handler, owner="a", settings=_settings(job_poll_s=600))
+    look = runner.run_once
+    looks = 0
+
+    async def look_while_a_job_is_queued():
+        nonlocal looks
+        looks += 1
+        found = await look()
+        if looks == 1:  # queued after the claim found nothing, before the wait
+            await _enqueue(sessions)
+            runner.wake()
+        return found
+
+    runner.run_once = look_while_a_job_is_queued
+    runner.start()
+    try:
+        await asyncio.wait_for(started.wait(), 10)
+    finally:
+        await runner.stop()
+
+    assert looks == 2
+
+
 async def test_a_runner_that_lost_its_lease_stops_without_finishing(sessions):
     started = asyncio.Event()
     cancelled = asyncio.Event()
