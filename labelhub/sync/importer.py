@@ -81,7 +81,8 @@ class _Run:
     arrives. One transaction rather than one per step: each costs the daemon
     CPU that Label Studio, working on the batch, needs on the same machine.
     A failure leaves at most the batch sent and the one marked after it in
-    flight, which `_recover` settles as before.
+    flight: the one marked is freed, the one sent is looked for by
+    `_recover`, now or when the job resumes.
     """
 
     ctx: JobContext
@@ -130,10 +131,9 @@ class _Run:
 
     async def _record(self, session: AsyncSession, answered: _Answered) -> None:
         pairs = list(zip(answered.batch.task_ids, answered.ls_task_ids, strict=True))
-        done = self.done + await tasks.link(session, self.project_id, pairs)
-        message = f"importing: {done} of {self.total} tasks"
-        await self.ctx.record_progress(session, done, self.total, message)
-        self.done = done  # only now: the count is final only with the ids
+        self.done += await tasks.link(session, self.project_id, pairs)
+        message = f"importing: {self.done} of {self.total} tasks"
+        await self.ctx.record_progress(session, self.done, self.total, message)
 
     async def _settle_unanswered(
         self, batch: _Batch, exc: StudioError, upcoming: _Batch | None
