@@ -2,9 +2,9 @@
 
 Seeds 1,000,000 tasks straight in SQL (INSERT ... SELECT generate_series; the
 count triggers run as for any insert, and `task_counts` is checked against a
-GROUP BY over `tasks` afterwards), then times HTTP requests against the daemon
-running as its own process (aiohttp client, keep-alive; 3 warm-up requests,
-then 20 timed, median reported):
+GROUP BY over `tasks` afterwards, and again after the assignment runs), then
+times HTTP requests against the daemon running as its own process (aiohttp
+client, keep-alive; 3 warm-up requests, then 20 timed, median reported):
 
 * POST /datasets/{id}/auto_assign of 20,000 tasks. The API takes at most
   10,000 per call, so one run is two calls of 10,000 (timed together), for
@@ -126,6 +126,18 @@ def seed(url: str, dataset_id: int, users: dict[str, int], count: int) -> None:
         seeded_s = time.perf_counter() - started
         connection.execute("VACUUM ANALYZE tasks")
         connection.execute("VACUUM ANALYZE task_counts")
+    by_status = Counter()
+    for (_, status, _, _), n in check_counts(url, "after seeding").items():
+        by_status[status] += n
+    print(
+        f"seeded {count:,} tasks in {seeded_s:.1f} s (+ VACUUM ANALYZE); "
+        f"by status: {dict(by_status)}"
+    )
+
+
+def check_counts(url: str, when: str) -> dict:
+    """Fail unless `task_counts` equals a GROUP BY over `tasks`; answers it."""
+    with psycopg.connect(url) as connection:
         grouped = {row[:4]: row[4] for row in connection.execute(CHECK_SQL)}
         kept = {
             row[:4]: row[4]
@@ -134,16 +146,12 @@ def seed(url: str, dataset_id: int, users: dict[str, int], count: int) -> None:
                 "FROM task_counts WHERE n <> 0"
             )
         }
-        by_status = Counter()
-        for (_, status, _, _), n in grouped.items():
-            by_status[status] += n
-    print(
-        f"seeded {count:,} tasks in {seeded_s:.1f} s (+ VACUUM ANALYZE); "
-        f"by status: {dict(by_status)}"
-    )
     if grouped != kept:
-        raise RuntimeError(f"task_counts disagrees with tasks: {grouped} != {kept}")
-    print(f"task_counts consistent with tasks: {len(kept)} groups, all equal")
+        raise RuntimeError(
+            f"task_counts disagrees with tasks {when}: {grouped} != {kept}"
+        )
+    print(f"task_counts consistent with tasks {when}: {len(kept)} groups, all equal")
+    return grouped
 
 
 async def timed(
@@ -370,6 +378,7 @@ def main() -> None:
             )
         )
         print(f"daemon peak memory (VmHWM): {daemon.vm_hwm_mb():.0f} MB")
+        check_counts(url, "after the assignment runs")
         if not args.no_plans:
             asyncio.run(show_plans(url, dataset_id, users, after))
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from labelhub import keys
+from labelhub.store import assignments
 from labelhub.store.models import Task
 from tests.conftest import login
 
@@ -189,6 +190,79 @@ async def test_balanced_auto_assign_evens_out_open_workloads(client, admin):
         "bob": 6,
         "cy": 6,
     }
+
+
+async def test_balanced_auto_assign_gives_each_a_run_of_the_oldest_tasks(client, admin):
+    """Each annotator's share is a run of tasks, in the order they are named."""
+    dataset_id = await _imported_dataset(client, admin, count=12)
+    await _add_annotator(client, admin, "bob")
+    await _add_annotator(client, admin, "cy")
+
+    body = await (
+        await client.post(
+            f"/datasets/{dataset_id}/auto_assign?usernames=cy,ann,bob&count=8",
+            headers=admin,
+        )
+    ).json()
+
+    listed = await (
+        await client.get(f"/datasets/{dataset_id}/tasks?limit=12", headers=admin)
+    ).json()
+    holders = [task["assigned_to"] for task in listed["tasks"]]
+    assert body["task_ids"] == list(range(1, 9))
+    assert body["by_user"] == {"cy": 3, "ann": 3, "bob": 2}
+    assert holders == ["cy"] * 3 + ["ann"] * 3 + ["bob"] * 2 + [None] * 4
+
+
+async def test_auto_assign_passes_over_tasks_another_transaction_updates(
+    client, admin, database_url
+):
+    """A row lock for an update is skipped; a key-share lock (an FK check) is not."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("SQLite has no row locks; it has one writer at a time")
+    dataset_id = await _imported_dataset(client, admin, count=10)
+
+    async with client.app[keys.SESSIONS].begin() as other:
+        await other.execute(
+            select(Task.id).where(Task.id == 2).with_for_update(key_share=True)
+        )
+        await other.execute(
+            select(Task.id)
+            .where(Task.id == 3)
+            .with_for_update(read=True, key_share=True)
+        )
+        body = await (
+            await client.post(
+                f"/datasets/{dataset_id}/auto_assign?username=ann&count=3",
+                headers=admin,
+            )
+        ).json()
+
+    assert body["task_ids"] == [1, 3, 4]
+
+
+async def test_a_claim_that_comes_up_short_is_repeated_for_the_rest(
+    client, admin, monkeypatch
+):
+    """A task changed by another transaction mid-claim is given by the next claim."""
+    dataset_id = await _imported_dataset(client, admin, count=10)
+    asked = []
+    claim_and_give = assignments._claim_and_give
+
+    async def one_short_at_first(session, dataset_id, user_id, count, now):
+        asked.append(count)
+        short = count - 1 if len(asked) == 1 else count
+        return await claim_and_give(session, dataset_id, user_id, short, now)
+
+    monkeypatch.setattr(assignments, "_claim_and_give", one_short_at_first)
+    body = await (
+        await client.post(
+            f"/datasets/{dataset_id}/auto_assign?username=ann&count=5", headers=admin
+        )
+    ).json()
+
+    assert asked == [5, 1]
+    assert body["task_ids"] == [1, 2, 3, 4, 5]
 
 
 def test_share_fills_the_smallest_loads_first():

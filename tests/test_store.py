@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import random
+import re
 
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import delete, func, insert, select, text, update
+from sqlalchemy import delete, func, insert, inspect, select, text, update
 
 from labelhub.store.engine import create_engine
-from labelhub.store.migrate import migrate, pending_revisions
+from labelhub.store.migrate import alembic_config, migrate, pending_revisions
 from labelhub.store.models import Base, Dataset, Task, TaskCount, User
 from labelhub.store.urls import to_async_url
 
@@ -30,6 +32,59 @@ async def test_migrations_build_exactly_the_models(database_url):
     await engine.dispose()
 
     assert diffs == []
+
+
+def _predicate(where):
+    """An index's WHERE clause without the casts and brackets a database adds."""
+    if where is None:
+        return ""
+    written = re.sub(r"::\w+|[()]", "", str(getattr(where, "text", where)))
+    return " ".join(written.lower().split())
+
+
+def _partial_indexes(sync_connection):
+    """Each index of `tasks` with its predicate, as the database holds it."""
+    where_key = f"{sync_connection.dialect.name}_where"
+    return {
+        index["name"]: _predicate(index.get("dialect_options", {}).get(where_key))
+        for index in inspect(sync_connection).get_indexes("tasks")
+    }
+
+
+def _modelled_partial_indexes(dialect_name):
+    return {
+        index.name: _predicate(index.dialect_options[dialect_name].get("where"))
+        for index in Task.__table__.indexes
+    }
+
+
+async def test_migrations_build_the_models_index_predicates(database_url):
+    """compare_metadata does not look at partial index predicates; this does."""
+    engine = await _engine(database_url)
+
+    async with engine.connect() as connection:
+        held = await connection.run_sync(_partial_indexes)
+    await engine.dispose()
+
+    assert held == _modelled_partial_indexes(engine.dialect.name)
+
+
+async def test_second_migration_downgrades_and_upgrades_again(database_url):
+    engine = await _engine(database_url)
+
+    async with engine.begin() as connection:
+        await connection.run_sync(
+            lambda sync: command.downgrade(alembic_config(sync), "0001")
+        )
+        first = await connection.run_sync(_partial_indexes)
+    await migrate(engine)
+    async with engine.connect() as connection:
+        again = await connection.run_sync(_partial_indexes)
+    await engine.dispose()
+
+    assert first["ix_tasks_assigned_to_id"] == ""
+    assert first["ix_tasks_dataset_id_status_id"] == ""
+    assert again == _modelled_partial_indexes(engine.dialect.name)
 
 
 async def test_migrate_twice_is_a_no_op(database_url):
