@@ -6,13 +6,14 @@ import asyncio
 import json
 import os
 import sys
+from datetime import timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from labelhub import keys
 from labelhub.daemon import create_app
-from labelhub.store.models import Annotation, Job, SyncState, Task
+from labelhub.store.models import Annotation, Job, SyncState, Task, utcnow
 from labelhub.sync.locks import project_lock
 from labelhub.sync.reconcile import reconcile
 from labelhub.sync.scheduler import Scheduler
@@ -135,6 +136,46 @@ async def test_a_second_pass_finds_nothing_to_repair(synced, fake_studio):
     job = await _export(client)
 
     assert job["result"]["total_repaired"] == 0
+
+
+async def test_a_pass_over_many_pages_repairs_every_page(
+    synced, fake_studio, monkeypatch
+):
+    monkeypatch.setattr("labelhub.sync.reconcile.PAGE_SIZE", 4)
+    client = await synced()
+    ids = await _annotate_behind_labelhubs_back(fake_studio)  # deletes ids[5]
+    fake_studio.annotate(ids[17], "OK")
+    fake_studio.delete_task(ids[19])  # past the last page
+
+    job = await _export(client)
+
+    report = job["result"]
+    assert (report["pages"], report["tasks_seen"]) == (5, 18)
+    assert report["repaired"]["annotations_created"] == 5
+    assert report["repaired"]["tasks_deleted"] == 2
+    await assert_mirrors(client, fake_studio)
+
+
+async def test_a_task_changed_after_the_pass_began_is_not_retired(synced, fake_studio):
+    client = await synced(count=5)
+    ls_id = sorted(fake_studio.tasks)[2]
+    fake_studio.delete_task(ls_id)
+    # As if a webhook had linked it again while the pass was reading.
+    async with client.app[keys.SESSIONS].begin() as session:
+        await session.execute(
+            update(Task)
+            .where(Task.ls_task_id == ls_id)
+            .values(updated_at=utcnow() + timedelta(hours=1))
+        )
+
+    job = await _export(client)
+
+    assert job["result"]["repaired"]["tasks_deleted"] == 0
+    async with client.app[keys.SESSIONS]() as session:
+        status = await session.scalar(
+            select(Task.status).where(Task.ls_task_id == ls_id)
+        )
+    assert status == "imported"
 
 
 async def test_changes_and_deletions_of_annotations_are_repaired(synced, fake_studio):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gc
+import math
+
 import aiohttp
 import pytest
 
@@ -9,7 +12,7 @@ from labelhub.errors import StudioError
 from labelhub.metrics import Metrics
 from labelhub.studio.auth import auth_for
 from labelhub.studio.client import StudioClient, updated_after
-from labelhub.studio.payloads import parse_time
+from labelhub.studio.payloads import Malformed, parse_time
 from labelhub.studio.transport import Transport
 
 
@@ -204,6 +207,50 @@ async def test_pages_cover_every_task_once_in_id_order(session, fake_studio):
 
     assert seen == sorted(seen)
     assert len(seen) == len(set(seen)) == 2500
+
+
+async def test_each_task_is_parsed_as_its_page_is_read(session, fake_studio):
+    project = fake_studio.project()
+    ids = fake_studio.add_tasks(project, [{"text": str(i)} for i in range(5)])
+    client = _client(session, fake_studio)
+
+    pages = [
+        page
+        async for page in client.iter_task_pages(
+            project, parse=lambda task: task["id"], page_size=2
+        )
+    ]
+
+    assert [page.tasks for page in pages] == [ids[:2], ids[2:4], ids[4:]]
+    assert [page.last_id for page in pages] == [ids[1], ids[3], ids[4]]
+
+
+async def test_a_refused_task_leaves_garbage_collection_on(session, fake_studio):
+    project = fake_studio.project()
+    fake_studio.add_tasks(project, [{"text": "odd"}])
+    client = _client(session, fake_studio)
+
+    def refuse(task):
+        raise Malformed("task.id: expected an integer, got str")
+
+    with pytest.raises(Malformed):
+        async for _ in client.iter_task_pages(project, parse=refuse):
+            pass
+
+    assert gc.isenabled()
+
+
+async def test_task_data_arrives_as_the_standard_library_reads_it(session, fake_studio):
+    project = fake_studio.project()
+    huge = [2**70 + 1, -(2**63) - 1]
+    fake_studio.add_tasks(project, [{"huge": huge}, {"ratio": float("nan")}])
+    client = _client(session, fake_studio)
+
+    pages = [page async for page in client.iter_task_pages(project, page_size=1)]
+
+    first, second = (page.tasks[0]["data"] for page in pages)
+    assert first["huge"] == huge
+    assert math.isnan(second["ratio"])
 
 
 async def test_an_empty_project_has_no_pages(session, fake_studio):

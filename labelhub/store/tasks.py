@@ -307,11 +307,14 @@ _CLAIM_POSTGRES = text(
     "FROM marked"
 ).bindparams(bindparam("at", type_=UTCDateTime()))
 
+# IN a subquery, not = ANY(ARRAY(subquery)): statistics older than the links
+# (a fresh import) make PostgreSQL read all the project's live tasks, and it
+# then hashes a subquery's rows but walks such an array for every task read.
 _RETIRE_POSTGRES = text(
     "UPDATE tasks SET status = 'deleted', updated_at = :now "
     "WHERE ls_project_id = :project AND status <> 'deleted' "
-    "AND ls_task_id = ANY(ARRAY(SELECT (p.value->>1)::bigint "
-    "FROM jsonb_array_elements(CAST(:pairs AS jsonb)) AS p(value)))"
+    "AND ls_task_id IN (SELECT (p.value->>1)::bigint "
+    "FROM jsonb_array_elements(CAST(:pairs AS jsonb)) AS p(value))"
 ).bindparams(bindparam("now", type_=UTCDateTime()))
 _RETIRE_SQLITE = text(
     "UPDATE tasks SET status = 'deleted', updated_at = :now "

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Generic, TypeVar, overload
 from urllib.parse import quote
 
 import aiohttp
@@ -16,20 +18,23 @@ from labelhub.config import Settings
 from labelhub.errors import StudioError
 from labelhub.metrics import Metrics
 from labelhub.studio.auth import StudioAuth, auth_for
-from labelhub.studio.transport import Transport
+from labelhub.studio.transport import Transport, decode_json
 
 # Label Studio parses Datetime filter values with exactly this format.
 FILTER_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 LABELHUB_ID = "labelhub_task_id"
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
-class TaskPage:
-    """Tasks from one list request; `total` counts the query's matches from
-    the page's start on (Label Studio's own figure), when it gave one."""
+class TaskPage(Generic[T]):
+    """Tasks from one list request, each as the caller's `parse` made it;
+    `total` counts the query's matches from the page's start on (Label
+    Studio's own figure), when it gave one; `last_id` is the last task's id."""
 
-    tasks: list[dict[str, Any]]
+    tasks: list[T]
     total: int | None
+    last_id: int
 
 
 class StudioClient:
@@ -131,82 +136,101 @@ class StudioClient:
             )
         return [int(task_id) for task_id in ids]
 
+    @overload
+    def iter_task_pages(
+        self,
+        project_id: int,
+        *,
+        page_size: int = ...,
+        fields_all: bool = ...,
+        filters: Sequence[dict[str, Any]] = ...,
+    ) -> AsyncIterator[TaskPage[dict[str, Any]]]: ...
+
+    @overload
+    def iter_task_pages(
+        self,
+        project_id: int,
+        *,
+        parse: Callable[[Any], T],
+        page_size: int = ...,
+        fields_all: bool = ...,
+        filters: Sequence[dict[str, Any]] = ...,
+    ) -> AsyncIterator[TaskPage[T]]: ...
+
     async def iter_task_pages(
         self,
         project_id: int,
         *,
+        parse: Callable[[Any], Any] | None = None,
         page_size: int = 1000,
         fields_all: bool = True,
         filters: Sequence[dict[str, Any]] = (),
-    ) -> AsyncIterator[TaskPage]:
+    ) -> AsyncIterator[TaskPage[Any]]:
         """The project's tasks in ascending id order, one page at a time.
 
         Pages are cut by id (`id > last seen`), not by page number, so tasks
         created or deleted during the scan cannot shift a task out of it. The
-        next page is fetched while the caller works on the current one, and
-        no more than those two pages are held. A 404 ends the scan, as
-        Label Studio answers past the last page.
+        next page is asked for as soon as this one is decoded and fetched
+        while the caller works on this one; no more than those two pages are
+        held. A 404 ends the scan, as Label Studio answers past the last
+        page. Each task is given to `parse` as soon as its page is decoded
+        (by default it stays as sent).
         """
-        after_id = 0
-        pending = asyncio.ensure_future(
-            self._task_page(project_id, page_size, fields_all, filters, after_id)
-        )
+        request = _PageRequest(project_id, page_size, fields_all, filters)
+        pending = asyncio.ensure_future(self._task_answer(request, 0))
         try:
             while True:
-                page = await pending
-                if page.tasks:
-                    after_id = int(page.tasks[-1]["id"])
-                if len(page.tasks) < page_size:
-                    if page.tasks:
-                        yield page
+                answer = await pending
+                with _collector_paused():
+                    tasks, total = _read_answer(answer)
+                    last_id = int(tasks[-1]["id"]) if tasks else 0
+                    more = len(tasks) >= page_size
+                    if more:
+                        pending = asyncio.ensure_future(
+                            self._task_answer(request, last_id)
+                        )
+                        await asyncio.sleep(0)  # send it before parsing this one
+                    if parse is not None:
+                        tasks = [parse(task) for task in tasks]
+                if tasks:
+                    yield TaskPage(tasks, total, last_id)
+                if not more:
                     return
-                pending = asyncio.ensure_future(
-                    self._task_page(
-                        project_id, page_size, fields_all, filters, after_id
-                    )
-                )
-                yield page
         finally:
             pending.cancel()
 
-    async def _task_page(
-        self,
-        project_id: int,
-        page_size: int,
-        fields_all: bool,
-        filters: Sequence[dict[str, Any]],
-        after_id: int,
-    ) -> TaskPage:
+    async def _task_answer(self, request: _PageRequest, after_id: int) -> bytes | None:
+        """The undecoded answer for the page after `after_id`; None past the end."""
+        filters = request.filters
         items = [*filters, id_after(after_id)] if after_id else list(filters)
         query = {
             "filters": {"conjunction": "and", "items": items},
             "ordering": ["tasks:id"],
         }
         params = {
-            "project": str(project_id),
+            "project": str(request.project_id),
             "page": "1",
-            "page_size": str(page_size),
+            "page_size": str(request.page_size),
             # Label Studio URL-decodes `query` once more after the framework
             # did, so a '%' in it must arrive encoded twice.
             "query": quote(json.dumps(query, separators=(",", ":"))),
         }
-        if fields_all:
+        if request.fields_all:
             params["fields"] = "all"
         try:
-            answer = await self._transport.call(
-                "GET", "/api/tasks", endpoint="tasks", safe=True, params=params
+            body: bytes = await self._transport.call(
+                "GET",
+                "/api/tasks",
+                endpoint="tasks",
+                safe=True,
+                params=params,
+                raw_answer=True,
             )
         except StudioError as exc:
             if exc.http_status == 404:
-                return TaskPage([], 0)
+                return None
             raise
-        tasks = answer.get("tasks") if isinstance(answer, dict) else None
-        if not isinstance(tasks, list):
-            raise StudioError(
-                "GET /api/tasks", "the answer holds no task list", kind="invalid"
-            )
-        total = answer.get("total")
-        return TaskPage(tasks, total if isinstance(total, int) else None)
+        return body
 
     async def find_labelhub_tasks(
         self, project_id: int, lowest: int, highest: int
@@ -260,6 +284,50 @@ class StudioClient:
 
     async def _get(self, path: str, endpoint: str) -> Any:
         return await self._transport.call("GET", path, endpoint=endpoint, safe=True)
+
+
+@dataclass(frozen=True, slots=True)
+class _PageRequest:
+    project_id: int
+    page_size: int
+    fields_all: bool
+    filters: Sequence[dict[str, Any]]
+
+
+def _read_answer(body: bytes | None) -> tuple[list[Any], int | None]:
+    """The tasks of a page's answer, and Label Studio's total when it gave one."""
+    if body is None:
+        return [], None
+    answer = decode_json("GET /api/tasks", body)
+    tasks = answer.get("tasks") if isinstance(answer, dict) else None
+    if not isinstance(tasks, list):
+        raise StudioError(
+            "GET /api/tasks", "the answer holds no task list", kind="invalid"
+        )
+    total = answer.get("total")
+    return tasks, total if isinstance(total, int) else None
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """No cyclic garbage collection inside the block.
+
+    A page of a thousand tasks decodes into some ten thousand containers,
+    all alive until `parse` has taken what it needs from them. Collections
+    during that time free nothing: they walk the page and push it into the
+    oldest generation, where every full collection walks it again with all
+    else the process holds. Paused, the page is freed by reference counting
+    and the collector only ever sees what `parse` kept. The block holds no
+    await but the one turn of the event loop that sends the next request.
+    """
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 def _object(path: str, answer: Any) -> dict[str, Any]:

@@ -121,11 +121,42 @@ class StudioTask:
 
 
 def parse_task(raw: Any, field: str = "task") -> StudioTask:
+    return StudioTask(*_task_fields(raw, field))
+
+
+def _task_fields(
+    raw: Any, field: str
+) -> tuple[int, int | None, datetime | None, dict[str, Any]]:
     task = _dict(raw, field)
     data = task.get("data")
-    return StudioTask(
-        ls_task_id=_int(task.get("id"), f"{field}.id"),
-        labelhub_id=labelhub_id_of(task),
-        updated_at=parse_time(task.get("updated_at"), f"{field}.updated_at"),
-        data=data if isinstance(data, dict) else {},
+    return (
+        _int(task.get("id"), f"{field}.id"),
+        labelhub_id_of(task),
+        parse_time(task.get("updated_at"), f"{field}.updated_at"),
+        data if isinstance(data, dict) else {},
     )
+
+
+# Not frozen: a reconciliation builds one per task of every page, and a
+# frozen dataclass takes four times as long to build.
+@dataclass(slots=True)
+class ListedTask:
+    """A task as Label Studio's task list shows it with `fields=all`."""
+
+    ls_task_id: int
+    labelhub_id: int | None
+    updated_at: datetime | None
+    data: dict[str, Any]
+    annotations: tuple[StudioAnnotation, ...]
+
+
+def parse_listed_task(raw: Any, from_name: str | None) -> ListedTask:
+    ls_task_id, labelhub_id, updated_at, data = _task_fields(raw, "task")
+    notes = raw.get("annotations")
+    annotations: tuple[StudioAnnotation, ...] = ()
+    if notes:
+        field = f"task {ls_task_id} annotation"
+        annotations = tuple(
+            [parse_annotation(note, from_name, field) for note in notes]
+        )
+    return ListedTask(ls_task_id, labelhub_id, updated_at, data, annotations)

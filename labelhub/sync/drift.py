@@ -7,6 +7,7 @@ in the run's `Drift`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -18,12 +19,7 @@ from labelhub.store import annotations as annotation_store
 from labelhub.store import tasks as task_store
 from labelhub.store.models import Task, utcnow
 from labelhub.store.sql import among
-from labelhub.studio.payloads import (
-    StudioAnnotation,
-    StudioTask,
-    parse_annotation,
-    parse_task,
-)
+from labelhub.studio.payloads import ListedTask, StudioAnnotation
 
 BEYOND_LAST_ID = 2**62
 DRIFT_KINDS = (
@@ -88,7 +84,7 @@ class PageScope:
     started_at: datetime
 
 
-def expected_state(notes: list[StudioAnnotation]) -> tuple[str, str | None]:
+def expected_state(notes: Sequence[StudioAnnotation]) -> tuple[str, str | None]:
     """A task's status and label from its annotations (as `derive_labels`)."""
     counted = [note for note in notes if not note.was_cancelled]
     if not counted:
@@ -104,52 +100,37 @@ def expected_state(notes: list[StudioAnnotation]) -> tuple[str, str | None]:
     return "labeled", latest.label
 
 
-@dataclass
-class _Seen:
-    task: StudioTask
-    notes: list[StudioAnnotation]
-
-
 async def reconcile_page(
     session: AsyncSession,
     scope: PageScope,
-    raw_tasks: list[dict[str, Any]],
+    seen: list[ListedTask],
     lower_id: int,
     drift: Drift,
 ) -> None:
     """Make the index agree with one page of Label Studio's tasks."""
-    seen = [_parse(raw, scope.label_from) for raw in raw_tasks]
     # An empty page is the end of the project: everything above is gone.
-    upper_id = seen[-1].task.ls_task_id if seen else BEYOND_LAST_ID
+    upper_id = seen[-1].ls_task_id if seen else BEYOND_LAST_ID
     indexed = await _indexed(session, scope, seen, lower_id, upper_id)
     owners, states = await _match(session, scope, seen, indexed, drift)
     touched = await _sync_annotations(session, scope, seen, owners, drift)
     for entry in seen:
-        owner = owners.get(entry.task.ls_task_id)
-        if owner is not None and states.get(owner) != expected_state(entry.notes):
+        owner = owners.get(entry.ls_task_id)
+        if owner is not None and states.get(owner) != expected_state(entry.annotations):
             touched.add(owner)
     if scope.full:
         await _retire_missing(session, scope, seen, indexed, drift)
     await _derive(session, sorted(touched), states, drift)
 
 
-def _parse(raw: dict[str, Any], label_from: str | None) -> _Seen:
-    task = parse_task(raw)
-    notes = [
-        parse_annotation(note, label_from, f"task {task.ls_task_id} annotation")
-        for note in raw.get("annotations") or []
-    ]
-    return _Seen(task, notes)
-
-
-# An index task as `_indexed` reads it: id, ls_task_id, status, label, updated_at.
-Indexed = tuple[int, int, str, str | None, datetime]
+# An index task as `_indexed` reads it: id, ls_task_id, status, label, and
+# whether it was last changed before the run began.
+Indexed = tuple[int, int, str, str | None, bool]
 
 
 async def _indexed(
     session: AsyncSession,
     scope: PageScope,
-    seen: list[_Seen],
+    seen: list[ListedTask],
     lower_id: int,
     upper_id: int,
 ) -> list[Indexed]:
@@ -160,21 +141,25 @@ async def _indexed(
     sparse, so it reads the page's ids only.
     """
     tasks = Task.__table__.c  # Core columns: rows without the ORM's loading work
-    query = select(
-        tasks.id, tasks.ls_task_id, tasks.status, tasks.label, tasks.updated_at
-    ).where(tasks.ls_project_id == scope.project_id, tasks.status != "deleted")
+    # A flag rather than the timestamp: converting a thousand timestamps
+    # per page costs more than the query itself.
+    older = (tasks.updated_at < scope.started_at).label("older")
+    query = select(tasks.id, tasks.ls_task_id, tasks.status, tasks.label, older).where(
+        tasks.ls_project_id == scope.project_id, tasks.status != "deleted"
+    )
     if scope.full:
         query = query.where(tasks.ls_task_id > lower_id, tasks.ls_task_id <= upper_id)
     else:
-        ls_ids = [entry.task.ls_task_id for entry in seen]
+        ls_ids = [entry.ls_task_id for entry in seen]
         query = query.where(among(session, tasks.ls_task_id, ls_ids))
-    return [tuple(row) for row in await session.execute(query)]
+    connection = await session.connection()
+    return [tuple(row) for row in await connection.execute(query)]
 
 
 async def _match(
     session: AsyncSession,
     scope: PageScope,
-    seen: list[_Seen],
+    seen: list[ListedTask],
     indexed: list[Indexed],
     drift: Drift,
 ) -> tuple[dict[int, int], dict[int, tuple[str, str | None]]]:
@@ -187,13 +172,13 @@ async def _match(
         states[task_id] = (status, label)
 
     owners: dict[int, int] = {}
-    strangers: list[StudioTask] = []
+    strangers: list[ListedTask] = []
     for entry in seen:
-        owner = live.get(entry.task.ls_task_id)
-        if owner is not None and entry.task.labelhub_id in (None, owner):
-            owners[entry.task.ls_task_id] = owner
+        owner = live.get(entry.ls_task_id)
+        if owner is not None and entry.labelhub_id in (None, owner):
+            owners[entry.ls_task_id] = owner
         else:
-            strangers.append(entry.task)
+            strangers.append(entry)
     if strangers:
         claimed = await _claim(session, scope, strangers, drift)
         owners.update(claimed)
@@ -207,19 +192,21 @@ async def _states(
     if not task_ids:
         return {}
     rows = await session.execute(
-        select(Task.id, Task.status, Task.label).where(Task.id.in_(task_ids))
+        select(Task.id, Task.status, Task.label).where(
+            among(session, Task.id, task_ids)
+        )
     )
     return {task_id: (status, label) for task_id, status, label in rows}
 
 
 async def _claim(
-    session: AsyncSession, scope: PageScope, strangers: list[StudioTask], drift: Drift
+    session: AsyncSession, scope: PageScope, strangers: list[ListedTask], drift: Drift
 ) -> dict[int, int]:
     """Link tasks carrying labelhub's id; restore wrongly deleted; adopt the rest."""
     ours = {task.labelhub_id: task for task in strangers if task.labelhub_id}
     rows = await session.execute(
         select(Task.id, Task.status, Task.ls_project_id, Task.ls_task_id).where(
-            Task.id.in_(ours)
+            among(session, Task.id, list(ours))
         )
     )
     owners: dict[int, int] = {}
@@ -249,7 +236,7 @@ async def _claim(
 
 
 async def _adopt(
-    session: AsyncSession, scope: PageScope, foreign: list[StudioTask], drift: Drift
+    session: AsyncSession, scope: PageScope, foreign: list[ListedTask], drift: Drift
 ) -> dict[int, int]:
     """Record tasks made in Label Studio itself in the project's first dataset."""
     if not foreign:
@@ -294,16 +281,16 @@ async def _adopt(
 async def _sync_annotations(
     session: AsyncSession,
     scope: PageScope,
-    seen: list[_Seen],
+    seen: list[ListedTask],
     owners: dict[int, int],
     drift: Drift,
 ) -> set[int]:
     """Annotations created, changed or deleted in Label Studio; touched tasks."""
     truth = {
-        note.ls_annotation_id: (note, owners[entry.task.ls_task_id])
+        note.ls_annotation_id: (note, owners[entry.ls_task_id])
         for entry in seen
-        if entry.task.ls_task_id in owners
-        for note in entry.notes
+        if entry.ls_task_id in owners
+        for note in entry.annotations
     }
     owned = sorted(set(owners.values()))
     stored = await annotation_store.stored_for(session, owned, list(truth))
@@ -346,7 +333,7 @@ async def _sync_annotations(
 async def _retire_missing(
     session: AsyncSession,
     scope: PageScope,
-    seen: list[_Seen],
+    seen: list[ListedTask],
     indexed: list[Indexed],
     drift: Drift,
 ) -> None:
@@ -355,11 +342,11 @@ async def _retire_missing(
     Tasks linked since the run began are left alone: they may be newer than
     the page Label Studio answered with.
     """
-    present = {entry.task.ls_task_id for entry in seen}
+    present = {entry.ls_task_id for entry in seen}
     missing = [
         task_id
-        for task_id, ls_id, _, _, updated_at in indexed
-        if ls_id not in present and updated_at < scope.started_at
+        for task_id, ls_id, _, _, older in indexed
+        if ls_id not in present and older
     ]
     if not missing:
         return

@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 import structlog
@@ -23,7 +24,7 @@ from labelhub.metrics import Metrics
 from labelhub.store import sync_state
 from labelhub.store.models import Dataset, utcnow
 from labelhub.studio.client import StudioClient, updated_after
-from labelhub.studio.payloads import parse_time
+from labelhub.studio.payloads import ListedTask, parse_listed_task
 from labelhub.sync.drift import Drift, PageScope, reconcile_page
 from labelhub.sync.locks import project_lock
 from labelhub.sync.webhook_setup import check_webhook
@@ -129,13 +130,16 @@ async def _pages(
     lower_id = 0
     total: int | None = None
     async for page in studio.iter_task_pages(
-        scope.project_id, page_size=PAGE_SIZE, filters=filters
+        scope.project_id,
+        parse=partial(parse_listed_task, from_name=scope.label_from),
+        page_size=PAGE_SIZE,
+        filters=filters,
     ):
         if total is None and page.total is not None:
             total = page.total
         async with sessions.begin() as session:
             await reconcile_page(session, scope, page.tasks, lower_id, drift)
-        lower_id = int(page.tasks[-1]["id"])
+        lower_id = page.last_id
         drift.pages += 1
         drift.tasks_seen += len(page.tasks)
         drift.watermark_at = _latest(drift.watermark_at, page.tasks)
@@ -146,9 +150,9 @@ async def _pages(
             await reconcile_page(session, scope, [], lower_id, drift)
 
 
-def _latest(watermark: datetime | None, tasks: list[dict[str, Any]]) -> datetime | None:
-    for task in tasks:
-        moment = parse_time(task.get("updated_at"), "task.updated_at")
+def _latest(watermark: datetime | None, tasks: list[ListedTask]) -> datetime | None:
+    for entry in tasks:
+        moment = entry.updated_at
         if moment is not None and (watermark is None or moment > watermark):
             watermark = moment
     return watermark
