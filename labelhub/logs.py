@@ -13,7 +13,10 @@ by the same processors into the same stream.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
+import io
 import json
 import logging
 import sys
@@ -46,29 +49,71 @@ def _mask_secrets(
     return event
 
 
-def _dumps(event: Any, **_options: Any) -> str:
+def _dumps_bytes(event: Any, **_options: Any) -> bytes:
     try:
-        rendered = orjson.dumps(event, default=repr, option=orjson.OPT_NON_STR_KEYS)
-        return rendered.decode()
+        return orjson.dumps(event, default=repr, option=orjson.OPT_NON_STR_KEYS)
     except TypeError:  # an integer beyond 64 bits, say
-        return json.dumps(event, default=repr)
+        return json.dumps(event, default=repr).encode()
+
+
+def _dumps(event: Any, **options: Any) -> str:
+    return _dumps_bytes(event, **options).decode()
 
 
 class _Sink:
-    """Where rendered lines go; replaced when logging is configured again."""
+    """Where rendered lines go; replaced when logging is configured again.
+
+    Lines go to the stream's byte buffer when it has one, and are flushed
+    once per turn of the event loop: under load one write carries the lines
+    of many requests instead of one write each. Outside a running loop, and
+    on streams without a buffer, every line is written at once.
+    """
 
     stream: TextIO = sys.stderr
+    binary: io.BufferedIOBase | None = None
+    flush_due = False
+
+    @classmethod
+    def use(cls, stream: TextIO) -> None:
+        cls.flush()
+        cls.stream = stream
+        buffer = getattr(stream, "buffer", None)
+        cls.binary = buffer if isinstance(buffer, io.BufferedIOBase) else None
+
+    @classmethod
+    def write(cls, line: str | bytes) -> None:
+        binary = cls.binary
+        if binary is None:
+            text = line.decode() if isinstance(line, bytes) else line
+            cls.stream.write(text + "\n")
+            cls.stream.flush()
+            return
+        binary.write((line if isinstance(line, bytes) else line.encode()) + b"\n")
+        if cls.flush_due:
+            return
+        try:
+            asyncio.get_running_loop().call_soon(cls.flush)
+        except RuntimeError:
+            cls.flush()
+            return
+        cls.flush_due = True
+
+    @classmethod
+    def flush(cls) -> None:
+        cls.flush_due = False
+        if cls.binary is not None:
+            with contextlib.suppress(ValueError):  # closed at interpreter exit
+                cls.binary.flush()
 
 
 class LineLogger:
-    """structlog's final logger: writes one rendered line to the sink."""
+    """structlog's final logger: hands one rendered line to the sink."""
 
     def __init__(self, name: str) -> None:
         self.name = name  # read by add_logger_name
 
-    def msg(self, line: str) -> None:
-        _Sink.stream.write(line + "\n")
-        _Sink.stream.flush()
+    def msg(self, line: str | bytes) -> None:
+        _Sink.write(line)
 
     debug = info = warning = error = critical = exception = msg
 
@@ -77,12 +122,20 @@ def _line_logger(*args: Any) -> LineLogger:
     return LineLogger(str(args[0]) if args else "labelhub")
 
 
+class _StreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """The standard library's lines, after labelhub's own pending ones."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        _Sink.flush()
+        super().emit(record)
+
+
 def configure_logging(
     level: str = "info", log_format: str = "auto", stream: TextIO | None = None
 ) -> None:
     """Route structlog and the standard library through one renderer."""
     stream = stream or sys.stderr
-    _Sink.stream = stream
+    _Sink.use(stream)
     as_json = log_format == "json" or (log_format == "auto" and not stream.isatty())
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
@@ -92,21 +145,23 @@ def configure_logging(
         _mask_secrets,
     ]
     renderer: Any
+    line_renderer: Any
     if as_json:
         shared.append(structlog.processors.format_exc_info)
         renderer = structlog.processors.JSONRenderer(serializer=_dumps)
+        line_renderer = structlog.processors.JSONRenderer(serializer=_dumps_bytes)
     else:
-        renderer = structlog.dev.ConsoleRenderer()
+        renderer = line_renderer = structlog.dev.ConsoleRenderer()
     threshold = _LEVELS.get(level, logging.ERROR)
 
     structlog.configure(
-        processors=[*shared, renderer],
+        processors=[*shared, line_renderer],
         logger_factory=_line_logger,
         wrapper_class=structlog.make_filtering_bound_logger(threshold),
         # Not cached, so that configuring again (tests do) takes effect.
         cache_logger_on_first_use=False,
     )
-    handler = logging.StreamHandler(stream)
+    handler = _StreamHandler(stream)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=shared,

@@ -17,7 +17,7 @@ def sqlite_env(monkeypatch, tmp_path):
 
 def test_migrate_applies_then_reports_up_to_date(sqlite_env, capsys):
     assert main(["migrate"]) == 0
-    assert "applied 1 migration(s): 0001" in capsys.readouterr().out
+    assert "applied 2 migration(s): 0001, 0002" in capsys.readouterr().out
 
     assert main(["migrate"]) == 0
     assert "database is up to date" in capsys.readouterr().out

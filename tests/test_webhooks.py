@@ -9,11 +9,12 @@ import json
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 
 from labelhub import keys
 from labelhub.daemon import create_app
 from labelhub.store.models import Annotation, SyncState, Task, WebhookEvent
+from labelhub.sync.events import parse_event
 from tests.conftest import WEBHOOK_SECRET
 
 FIXTURES = Path(__file__).parent / "fixtures" / "webhooks"
@@ -140,6 +141,47 @@ async def test_a_deleted_annotation_is_not_brought_back_by_a_replay(hooked):
 
     assert body["status"] == "stale"
     assert await _task(hooked, 1) == ("imported", None)
+
+
+async def test_one_group_commit_applies_its_events_in_order(hooked):
+    """A creation, its deletion and another task's creation, committed together."""
+    other = sample("ANNOTATION_CREATED")
+    other["annotation"].update(id=9001, task=102)
+    other["task"].update(id=102, data={"text": "rt 1"}, meta={})
+    bodies = [
+        sample("ANNOTATION_CREATED"),
+        sample("ANNOTATIONS_DELETED__DELETE_api_annotations_id"),
+        other,
+    ]
+    events = [parse_event(body, None, None) for body in bodies]
+    batcher = hooked.app[keys.WEBHOOKS]
+
+    outcomes = await asyncio.gather(*(batcher.submit(e, 0.0) for e in events))
+
+    assert [outcome.status for outcome in outcomes] == ["applied"] * 3
+    assert await _task(hooked, 1) == ("imported", None)
+    assert await _task(hooked, 2) == ("labeled", "OK")
+    assert await _count(hooked, Annotation, Annotation.deleted.is_(True)) == 1
+
+
+async def test_a_dropped_database_connection_loses_no_delivery(hooked):
+    """The receiver's own connection is killed between two deliveries."""
+    await _send(hooked, sample("ANNOTATION_CREATED"))
+    if hooked.app[keys.ENGINE].dialect.name != "postgresql":
+        pytest.skip("the receiver holds a connection of its own on PostgreSQL only")
+    async with hooked.app[keys.SESSIONS]() as session:
+        killed = await session.scalar(
+            text(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        )
+    assert killed >= 1
+
+    status, body = await _send(hooked, sample("ANNOTATION_UPDATED__PATCH"))
+
+    assert (status, body["status"]) == (200, "applied")
+    assert await _count(hooked, Annotation) == 1
 
 
 async def test_annotations_for_unknown_tasks_wait_for_them(hooked):

@@ -29,15 +29,19 @@ def route_of(request: web.Request) -> str:
 
 
 @web.middleware
-async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Bind a request id to every log line of the request and log it once."""
+async def serve_request(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Bind a request id to every log line of the request, answer labelhub's
+    errors and aiohttp's own as `{"error": {...}}` bodies, and log it once.
+
+    One middleware rather than two: each layer costs every request a call.
+    """
     given = request.headers.get("X-Request-ID", "")
     request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(request_id=request_id)
     started = time.perf_counter()
 
-    response = await handler(request)
+    response = await _answer(request, handler)
 
     duration_s = time.perf_counter() - started
     response.headers["X-Request-ID"] = request_id
@@ -56,9 +60,7 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     return response
 
 
-@web.middleware
-async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """labelhub's errors and aiohttp's own as `{"error": {...}}` bodies."""
+async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except LabelhubError as exc:

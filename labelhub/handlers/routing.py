@@ -199,8 +199,11 @@ async def _parse(
 async def read_body(request: web.Request, limit_bytes: int) -> bytes:
     """The request body, or 413 as soon as it passes `limit_bytes`."""
     declared = request.content_length
-    if declared is not None and declared > limit_bytes:
-        raise PayloadTooLarge(_too_large(limit_bytes))
+    if declared is not None:
+        if declared > limit_bytes:
+            raise PayloadTooLarge(_too_large(limit_bytes))
+        # aiohttp stops a body that runs past its declared length.
+        return await request.read()
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.content.iter_chunked(256 * 1024):

@@ -15,7 +15,7 @@ from labelhub.errors import BadRequest
 from labelhub.handlers.routing import Access, Call, RawBody, Routes, read_body
 from labelhub.store import webhook_events
 from labelhub.studio.payloads import Malformed
-from labelhub.sync.events import parse_event
+from labelhub.sync.events import Event, parse_event
 
 log = structlog.get_logger(__name__)
 routes = Routes("webhooks")
@@ -82,18 +82,7 @@ async def receive_webhook(
     `action` or whose fields have the wrong types; 413 over the size limit;
     503 when the database cannot store it.
     """
-    settings = call.app[keys.SETTINGS]
-    try:
-        # orjson: a delivery is parsed on every annotator's save, three
-        # times faster than the standard library does it.
-        decoded = orjson.loads(body.raw)
-    except ValueError as exc:
-        raise BadRequest(f"the body is not valid JSON: {exc}") from None
-    try:
-        event = parse_event(decoded, settings.ls_label_from_name, query.project)
-    except Malformed as exc:
-        await _record_rejected(call, decoded, str(exc))
-        raise BadRequest(f"malformed delivery: {exc}") from None
+    event = await _event_of(call, body.raw, query.project)
 
     outcome = await call.app[keys.WEBHOOKS].submit(event, body.received_s)
     duration_s = time.perf_counter() - body.received_s
@@ -102,6 +91,27 @@ async def receive_webhook(
         action=event.action, outcome=outcome.status, project_id=event.project_id
     )
     return WebhookAck(status=outcome.status, detail=outcome.detail)
+
+
+async def _event_of(call: Call, raw: bytes, project: int | None) -> Event:
+    """The event a delivery carries, or 400 (recorded) for a malformed one.
+
+    The decoded body (megabytes for a big TASKS_CREATED, and a 50-key project
+    object in every delivery) lives only in here: deliveries waiting for
+    their group commit keep just their events, which leaves the garbage
+    collector far less to walk while they wait.
+    """
+    try:
+        # orjson: a delivery is parsed on every annotator's save, three
+        # times faster than the standard library does it.
+        decoded = orjson.loads(raw)
+    except ValueError as exc:
+        raise BadRequest(f"the body is not valid JSON: {exc}") from None
+    try:
+        return parse_event(decoded, call.app[keys.SETTINGS].ls_label_from_name, project)
+    except Malformed as exc:
+        await _record_rejected(call, decoded, str(exc))
+        raise BadRequest(f"malformed delivery: {exc}") from None
 
 
 async def _record_rejected(call: Call, decoded: Any, reason: str) -> None:

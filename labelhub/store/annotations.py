@@ -7,15 +7,18 @@ reconciliation (which reads Label Studio itself) overrides a tombstone.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, cast
 
+import orjson
 from sqlalchemy import (
+    BigInteger,
     Table,
+    Text,
     and_,
+    any_,
     bindparam,
     case,
     exists,
@@ -24,11 +27,14 @@ from sqlalchemy import (
     text,
     update,
 )
+from sqlalchemy import cast as sql_cast
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from labelhub.store.models import Annotation, Task, UTCDateTime, utcnow
 from labelhub.store.outcome import Outcome
-from labelhub.store.sql import among, dialect, upsert
+from labelhub.store.pipeline import Batch
+from labelhub.store.sql import among, dialect, id_list, upsert
 
 if TYPE_CHECKING:
     from labelhub.studio.payloads import StudioAnnotation, StudioTask
@@ -56,15 +62,15 @@ class Incoming:
 
 
 async def upsert_from_studio(
-    session: AsyncSession, incoming: Sequence[Incoming]
+    batch: Batch, incoming: Sequence[Incoming]
 ) -> list[tuple[str, int | None]]:
     """Store annotations from Label Studio; older or repeated ones change nothing.
 
     Answers, for each one, its status (`applied`, `pending` when its task is
-    not known yet, `duplicate` or `stale`) and the task it belongs to.
+    not known yet, `duplicate` or `stale`) and the task it belongs to. What
+    the index holds is read in one go; the write is queued on `batch`.
     """
-    known = await _known(session, [item.note.ls_annotation_id for item in incoming])
-    owners = await _owners(session, incoming)
+    known, owners = await _state(batch, incoming)
     rows: list[dict[str, Any]] = []
     verdicts: list[tuple[str, int | None]] = []
     for item in incoming:
@@ -78,7 +84,7 @@ async def upsert_from_studio(
             known[note.ls_annotation_id] = Known(note.updated_at, False)
         verdicts.append((status, task_id))
     if rows:
-        await _write(session, rows)
+        await batch.write(*_write_statement(batch.session, rows, truth=False))
     return verdicts
 
 
@@ -100,43 +106,68 @@ def _verdict(note: StudioAnnotation, before: Known | None) -> str:
 # compiled form and cache key are reused instead of rebuilt per batch.
 _ANNOTATIONS = cast(Table, Annotation.__table__)
 _TASKS = cast(Table, Task.__table__)
-_KNOWN = select(
-    _ANNOTATIONS.c.ls_annotation_id,
-    _ANNOTATIONS.c.ls_updated_at,
-    _ANNOTATIONS.c.deleted,
-).where(_ANNOTATIONS.c.ls_annotation_id.in_(bindparam("ids", expanding=True)))
-_LIVE_TASKS = select(_TASKS.c.id, _TASKS.c.ls_project_id, _TASKS.c.ls_task_id).where(
-    _TASKS.c.ls_project_id.in_(bindparam("projects", expanding=True)),
-    _TASKS.c.ls_task_id.in_(bindparam("ls_ids", expanding=True)),
-    _TASKS.c.status != "deleted",
-)
 
 
-async def _known(session: AsyncSession, ids: list[int]) -> dict[int, Known]:
-    rows = await session.execute(_KNOWN, {"ids": list(set(ids))})
-    return {ls_id: Known(updated_at, deleted) for ls_id, updated_at, deleted in rows}
+def _any(column: Any, name: str, postgresql: bool) -> Any:
+    """`column IN (:name)`: one array parameter on PostgreSQL (given in its
+    text form, see `id_list`), so that the SQL text and its prepared
+    statement are the same whatever the list's length."""
+    if postgresql:
+        array = sql_cast(bindparam(name, type_=Text), ARRAY(BigInteger))
+        return column == any_(array)
+    return column.in_(bindparam(name, expanding=True))
 
 
-async def _owners(
-    session: AsyncSession, incoming: Sequence[Incoming]
-) -> dict[tuple[int | None, int, int | None], int]:
-    """The index's task for each (project, Label Studio task, labelhub id) named.
+def _known_query(postgresql: bool) -> Any:
+    stored = _ANNOTATIONS.c
+    return select(stored.ls_annotation_id, stored.ls_updated_at, stored.deleted).where(
+        _any(stored.ls_annotation_id, "ids", postgresql)
+    )
 
-    labelhub's own id in the payload decides when present: Label Studio on
-    SQLite reuses task ids, so the id alone may name a task that is gone.
+
+def _live_tasks_query(postgresql: bool) -> Any:
+    return select(_TASKS.c.id, _TASKS.c.ls_project_id, _TASKS.c.ls_task_id).where(
+        _any(_TASKS.c.ls_project_id, "projects", postgresql),
+        _any(_TASKS.c.ls_task_id, "ls_ids", postgresql),
+        _TASKS.c.status != "deleted",
+    )
+
+
+_KNOWN = {True: _known_query(True), False: _known_query(False)}
+_LIVE_TASKS = {True: _live_tasks_query(True), False: _live_tasks_query(False)}
+
+
+async def _state(
+    batch: Batch, incoming: Sequence[Incoming]
+) -> tuple[dict[int, Known], dict[tuple[int | None, int, int | None], int]]:
+    """What the index knows of these annotations, and the task of each.
+
+    labelhub's own id in the payload decides the task when present: Label
+    Studio on SQLite reuses task ids, so the id alone may name a task that
+    is gone.
     """
+    postgresql = dialect(batch.session) == "postgresql"
+    ids = {item.note.ls_annotation_id for item in incoming}
     projects = {item.project_id for item in incoming if item.project_id is not None}
     ls_ids = {item.note.ls_task_id for item in incoming}
-    rows = await session.execute(
-        _LIVE_TASKS, {"projects": list(projects), "ls_ids": list(ls_ids)}
+    stored, live_rows = await batch.read(
+        (_KNOWN[postgresql], {"ids": id_list(ids, postgresql)}),
+        (
+            _LIVE_TASKS[postgresql],
+            {
+                "projects": id_list(projects, postgresql),
+                "ls_ids": id_list(ls_ids, postgresql),
+            },
+        ),
     )
-    live = {(project, ls_task_id): task_id for task_id, project, ls_task_id in rows}
+    known = {ls_id: Known(updated_at, deleted) for ls_id, updated_at, deleted in stored}
+    live = {(project, ls_task): task for task, project, ls_task in live_rows}
     owners: dict[tuple[int | None, int, int | None], int] = {}
     for item in incoming:
         owner = live.get((item.project_id, item.note.ls_task_id))
         if owner is not None and item.labelhub_id in (None, owner):
             owners[(item.project_id, item.note.ls_task_id, item.labelhub_id)] = owner
-    return owners
+    return known, owners
 
 
 def _row(
@@ -175,22 +206,18 @@ _REPLACED = (
 )
 
 
-async def _write(
-    session: AsyncSession, rows: list[dict[str, Any]], *, truth: bool = False
-) -> None:
+def _write_statement(
+    session: AsyncSession, rows: list[dict[str, Any]], *, truth: bool
+) -> tuple[Any, Any]:
+    """The upsert of `rows` and its parameters."""
     if dialect(session) == "postgresql":
         # One statement may change a row once: the newest of each is kept.
         newest = {row["ls_annotation_id"]: row for row in rows}
-        payload = json.dumps(list(newest.values()), default=_iso)
-        await session.execute(_PG_UPSERTS[truth], {"rows": payload})
-        return
+        payload = orjson.dumps(list(newest.values())).decode()
+        return _PG_UPSERTS[truth], {"rows": payload}
     if truth not in _UPSERTS:
         _UPSERTS[truth] = _upsert(session, truth=truth)
-    await session.execute(_UPSERTS[truth], rows)
-
-
-def _iso(value: datetime) -> str:
-    return value.isoformat()
+    return _UPSERTS[truth], rows
 
 
 def _upsert(session: AsyncSession, *, truth: bool) -> Any:
@@ -241,11 +268,12 @@ async def write_truth(
 ) -> None:
     """Store annotations as read from Label Studio: (annotation, project, task)."""
     if rows:
-        await _write(
+        statement, params = _write_statement(
             session,
             [_row(note, project_id, task_id) for note, project_id, task_id in rows],
             truth=True,
         )
+        await session.execute(statement, params)
 
 
 @dataclass(frozen=True, slots=True)
@@ -347,7 +375,18 @@ async def derive_labels(session: AsyncSession, task_ids: Sequence[int]) -> None:
     non-cancelled annotation is labeled, one without goes back to imported.
     """
     if task_ids:
-        await session.execute(_DERIVE, {"task_ids": list(task_ids), "now": utcnow()})
+        await session.execute(*derive_statement(session, task_ids))
+
+
+def derive_statement(
+    session: AsyncSession, task_ids: Sequence[int]
+) -> tuple[Any, dict[str, Any]]:
+    """The statement `derive_labels` runs, for a caller that queues it."""
+    postgresql = dialect(session) == "postgresql"
+    return _DERIVE[postgresql], {
+        "task_ids": id_list(task_ids, postgresql),
+        "now": utcnow(),
+    }
 
 
 _COUNTED = and_(
@@ -365,15 +404,23 @@ _LATEST_LABEL = (
     .limit(1)
     .scalar_subquery()
 )
-_DERIVE = (
-    update(_TASKS)
-    .where(
-        _TASKS.c.id.in_(bindparam("task_ids", expanding=True)),
-        _TASKS.c.status.in_(("imported", "labeled")),
+
+
+def _derive_query(postgresql: bool) -> Any:
+    return (
+        update(_TASKS)
+        .where(
+            _any(_TASKS.c.id, "task_ids", postgresql),
+            # Two comparisons rather than IN: an IN list is rendered only at
+            # execution, which a queued statement does not go through.
+            or_(_TASKS.c.status == "imported", _TASKS.c.status == "labeled"),
+        )
+        .values(
+            label=_LATEST_LABEL,
+            status=case((exists().where(_COUNTED), "labeled"), else_="imported"),
+            updated_at=bindparam("now", type_=UTCDateTime()),
+        )
     )
-    .values(
-        label=_LATEST_LABEL,
-        status=case((exists().where(_COUNTED), "labeled"), else_="imported"),
-        updated_at=bindparam("now", type_=UTCDateTime()),
-    )
-)
+
+
+_DERIVE = {True: _derive_query(True), False: _derive_query(False)}

@@ -18,6 +18,7 @@ from labelhub.store import annotations as annotation_store
 from labelhub.store import sync_state
 from labelhub.store import tasks as task_store
 from labelhub.store.outcome import Outcome
+from labelhub.store.pipeline import Batch
 from labelhub.studio.payloads import (
     Malformed,
     StudioAnnotation,
@@ -151,12 +152,14 @@ def _tasks(body: dict[str, Any]) -> tuple[StudioTask, ...]:
 
 
 async def apply_events(
-    session: AsyncSession, events: list[Event], tracked_projects: set[int]
+    batch: Batch, events: list[Event], tracked_projects: set[int]
 ) -> list[Outcome]:
     """Apply a batch in the caller's transaction; one outcome per event.
 
     Consecutive annotation events are written together, in a few statements
-    for the whole run, and every touched task's label is derived once.
+    for the whole run, and every touched task's label is derived once. The
+    annotation writes and the derivation are queued on `batch`; the other
+    events' statements run in order after what was queued before them.
     """
     outcomes: list[Outcome] = []
     run: list[tuple[int, Event]] = []
@@ -166,15 +169,18 @@ async def apply_events(
             run.append((len(outcomes), event))
             outcomes.append(Outcome("pending"))
             continue
-        await _write_annotations(session, run, outcomes)
+        await _write_annotations(batch, run, outcomes)
         run = []
+        if screened is None:
+            await batch.flush()
         outcomes.append(
-            screened or await _apply_other(session, event, tracked_projects)
+            screened or await _apply_other(batch.session, event, tracked_projects)
         )
-    await _write_annotations(session, run, outcomes)
+    await _write_annotations(batch, run, outcomes)
 
     touched = sorted({task for outcome in outcomes for task in outcome.changed_tasks})
-    await annotation_store.derive_labels(session, touched)
+    if touched:
+        await batch.write(*annotation_store.derive_statement(batch.session, touched))
     return outcomes
 
 
@@ -194,7 +200,7 @@ def _screen(event: Event, tracked: set[int]) -> Outcome | None:
 
 
 async def _write_annotations(
-    session: AsyncSession, run: list[tuple[int, Event]], outcomes: list[Outcome]
+    batch: Batch, run: list[tuple[int, Event]], outcomes: list[Outcome]
 ) -> None:
     if not run:
         return
@@ -203,7 +209,7 @@ async def _write_annotations(
         for _, event in run
         for note, task in event.annotations
     ]
-    verdicts = iter(await annotation_store.upsert_from_studio(session, incoming))
+    verdicts = iter(await annotation_store.upsert_from_studio(batch, incoming))
     for index, event in run:
         mine = [next(verdicts) for _ in event.annotations]
         statuses = [status for status, _ in mine]

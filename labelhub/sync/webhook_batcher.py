@@ -17,12 +17,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from labelhub.errors import Unavailable
 from labelhub.metrics import Metrics
 from labelhub.store import sync_state, webhook_events
 from labelhub.store.outcome import Outcome
+from labelhub.store.pipeline import Batches, ConnectionLost
 from labelhub.sync.events import Event, apply_events
 
 log = structlog.get_logger(__name__)
@@ -44,11 +45,12 @@ class Delivery:
 class WebhookBatcher:
     def __init__(
         self,
+        engine: AsyncEngine,
         sessions: async_sessionmaker[Any],
         metrics: Metrics,
         default_project: int | None,
     ) -> None:
-        self._sessions = sessions
+        self._batches = Batches(engine, sessions)
         self._metrics = metrics
         self._default_project = default_project
         self._queue: asyncio.Queue[Delivery] = asyncio.Queue()
@@ -67,6 +69,7 @@ class WebhookBatcher:
         if self._worker is not None:
             self._worker.cancel()
             await asyncio.gather(self._worker, return_exceptions=True)
+        await self._batches.close()
 
     async def submit(self, event: Event, received_s: float) -> Outcome:
         """Apply one event; returns once its change is committed."""
@@ -85,7 +88,13 @@ class WebhookBatcher:
 
     async def _settle(self, batch: list[Delivery]) -> None:
         try:
-            outcomes = await self._commit(batch)
+            try:
+                outcomes = await self._commit(batch)
+            except ConnectionLost:
+                # The database restarted, or a proxy closed an idle
+                # connection: nothing was committed; once more on a new one.
+                log.warning("webhook_connection_lost", deliveries=len(batch))
+                outcomes = await self._commit(batch)
         except Exception:
             if len(batch) == 1:
                 log.exception("webhook_commit_failed", action=batch[0].event.action)
@@ -100,25 +109,27 @@ class WebhookBatcher:
                 delivery.answer.set_result(outcome)
 
     async def _commit(self, batch: list[Delivery]) -> list[Outcome]:
-        async with self._sessions.begin() as session:
-            tracked = await self._tracked_projects(session, batch)
+        async with self._batches.begin() as writes:
+            tracked = await self._tracked_projects(writes.session, batch)
             outcomes = await apply_events(
-                session, [delivery.event for delivery in batch], tracked
+                writes, [delivery.event for delivery in batch], tracked
             )
             now = time.perf_counter()
-            await webhook_events.record(
-                session,
-                [
-                    {
-                        "action": delivery.event.action[:64],
-                        "ls_project_id": delivery.event.project_id,
-                        "ls_ids": delivery.event.ls_ids(),
-                        "outcome": outcome.status,
-                        "detail": outcome.detail[:500],
-                        "duration_ms": round((now - delivery.received_s) * 1000, 3),
-                    }
-                    for delivery, outcome in zip(batch, outcomes, strict=True)
-                ],
+            await writes.write(
+                *webhook_events.record_statement(
+                    writes.session,
+                    [
+                        {
+                            "action": delivery.event.action[:64],
+                            "ls_project_id": delivery.event.project_id,
+                            "ls_ids": delivery.event.ls_ids(),
+                            "outcome": outcome.status,
+                            "detail": outcome.detail[:500],
+                            "duration_ms": round((now - delivery.received_s) * 1000, 3),
+                        }
+                        for delivery, outcome in zip(batch, outcomes, strict=True)
+                    ],
+                )
             )
         self._metrics.webhook_batch.observe(len(batch))
         return outcomes
