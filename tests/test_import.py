@@ -65,11 +65,11 @@ def _watch_sends(client, watch):
     send = studio.import_tasks
     sent = []
 
-    async def watched(project_id, studio_tasks):
+    async def watched(project_id, studio_tasks, encoded=None):
         ids = [task["data"]["labelhub_task_id"] for task in studio_tasks]
         sent.append(ids)
         await watch(len(sent), ids)
-        return await send(project_id, studio_tasks)
+        return await send(project_id, studio_tasks, encoded)
 
     studio.import_tasks = watched
     return sent

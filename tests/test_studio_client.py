@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import json
 import math
 
 import aiohttp
@@ -13,7 +14,7 @@ from labelhub.metrics import Metrics
 from labelhub.studio.auth import auth_for
 from labelhub.studio.client import StudioClient, updated_after
 from labelhub.studio.payloads import Malformed, parse_time
-from labelhub.studio.transport import Transport
+from labelhub.studio.transport import Transport, encode_json
 
 
 async def _no_wait(seconds):
@@ -312,3 +313,13 @@ async def test_calls_are_counted_by_endpoint_and_outcome(session, fake_studio):
         )
         == 1
     )
+
+
+def test_a_body_encoded_ahead_keeps_what_orjson_refuses():
+    """Integers beyond 64 bits and integer keys still encode, exactly."""
+    value = [{"data": {"big": 2**70 + 1}, "meta": {1: "one"}}]
+
+    assert json.loads(encode_json(value)) == [
+        {"data": {"big": 2**70 + 1}, "meta": {"1": "one"}}
+    ]
+    assert json.loads(encode_json([{"text": "plain"}])) == [{"text": "plain"}]

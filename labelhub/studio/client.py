@@ -113,9 +113,16 @@ class StudioClient:
         return _object(path, await self._get(path, "project"))
 
     async def import_tasks(
-        self, project_id: int, tasks: Sequence[dict[str, Any]]
+        self,
+        project_id: int,
+        tasks: Sequence[dict[str, Any]],
+        encoded: bytes | None = None,
     ) -> list[int]:
-        """Create tasks; their new ids, in the order given. Never repeated blindly."""
+        """Create tasks; their new ids, in the order given. Never repeated blindly.
+
+        `encoded` is `tasks` already encoded (`encode_json`), for a caller that
+        did it while waiting on something else.
+        """
         path = f"/api/projects/{project_id}/import"
         answer = await self._transport.call(
             "POST",
@@ -123,7 +130,7 @@ class StudioClient:
             endpoint="import",
             safe=False,
             params={"return_task_ids": "true"},
-            json_body=list(tasks),
+            json_body=encoded if encoded is not None else list(tasks),
         )
         ids = answer.get("task_ids") if isinstance(answer, dict) else None
         if not isinstance(ids, list) or len(ids) != len(tasks):

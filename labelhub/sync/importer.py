@@ -21,6 +21,7 @@ from labelhub.errors import StudioError, Unavailable
 from labelhub.store import datasets, tasks
 from labelhub.store.models import utcnow
 from labelhub.studio.client import LABELHUB_ID, StudioClient
+from labelhub.studio.transport import encode_json
 from labelhub.sync.runner import JobContext
 
 log = structlog.get_logger(__name__)
@@ -30,10 +31,12 @@ MAX_UNANSWERED_BATCHES = 3
 
 @dataclass(frozen=True)
 class _Batch:
-    """Items marked in flight (and committed), and the tasks to send for them."""
+    """Items marked in flight (and committed), and the tasks to send for them,
+    encoded ahead: the send follows the previous batch's answer at once."""
 
     task_ids: list[int]
     studio_tasks: list[dict[str, Any]]
+    encoded: bytes
 
 
 @dataclass(frozen=True)
@@ -120,7 +123,9 @@ class _Run:
             return await _claim(session, self.ctx, self.dataset_id)
 
     async def _send(self, batch: _Batch) -> list[int]:
-        return await self.studio.import_tasks(self.project_id, batch.studio_tasks)
+        return await self.studio.import_tasks(
+            self.project_id, batch.studio_tasks, batch.encoded
+        )
 
     async def _record_and_claim(self, answered: _Answered | None) -> _Batch | None:
         """The next batch, marked in the transaction that records `answered`."""
@@ -183,9 +188,11 @@ async def _claim(
     )
     if not items:
         return None
+    studio_tasks = [
+        _as_studio_task(dataset_id, task_id, data) for task_id, data in items
+    ]
     return _Batch(
-        [task_id for task_id, _ in items],
-        [_as_studio_task(dataset_id, task_id, data) for task_id, data in items],
+        [task_id for task_id, _ in items], studio_tasks, encode_json(studio_tasks)
     )
 
 
