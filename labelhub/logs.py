@@ -4,11 +4,12 @@ Request and job ids are bound through contextvars, so every line logged while
 serving a request or running a job carries them. A last processor masks any
 field whose name says it holds a secret, so a slip cannot leak one.
 
-labelhub's own lines go through structlog alone (a level filter that costs
-nothing for dropped lines, orjson for rendering): one line is logged per
-request, so this is on every request's path. Lines from libraries (aiohttp,
-SQLAlchemy, APScheduler) come through the standard library and are rendered
-by the same processors into the same stream.
+labelhub's own lines go through structlog alone: one line is logged per
+request, so this is on every request's path, and it is kept short: loggers
+are built once and cached, the fields every line carries (context, level,
+logger, time) are added in one step, and orjson renders. Lines from
+libraries (aiohttp, SQLAlchemy, APScheduler) come through the standard
+library and are rendered with the same fields into the same stream.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import io
 import json
 import logging
 import sys
+import time
 from collections.abc import MutableMapping
 from typing import Any, TextIO
 
@@ -32,6 +34,18 @@ _LEVELS = {
     "info": logging.INFO,
     "warning": logging.WARNING,
     "error": logging.ERROR,
+}
+# The names structlog's methods log under, and their levels.
+_METHOD_LEVELS = {
+    "debug": ("debug", logging.DEBUG),
+    "info": ("info", logging.INFO),
+    "msg": ("info", logging.INFO),
+    "warning": ("warning", logging.WARNING),
+    "warn": ("warning", logging.WARNING),
+    "error": ("error", logging.ERROR),
+    "exception": ("error", logging.ERROR),
+    "critical": ("critical", logging.CRITICAL),
+    "fatal": ("critical", logging.CRITICAL),
 }
 
 
@@ -47,6 +61,49 @@ def _mask_secrets(
         if _is_secret(key):
             event[key] = "***"
     return event
+
+
+class _Fields:
+    """The fields of every labelhub line, added in one step.
+
+    Drops a line below the configured level, then adds the context bound
+    through contextvars (a field given in the call wins), the level, the
+    logger's name and the time, and masks secrets. The level is checked
+    here rather than by structlog's level-bound classes, so that configuring
+    again changes the level of loggers already cached.
+    """
+
+    threshold = logging.INFO
+    _second = -1
+    _second_text = ""
+
+    @classmethod
+    def add(
+        cls, logger: Any, method_name: str, event: MutableMapping[str, Any]
+    ) -> MutableMapping[str, Any]:
+        level_name, level = _METHOD_LEVELS.get(method_name, ("info", logging.INFO))
+        if level < cls.threshold:
+            raise structlog.DropEvent
+        for key, value in structlog.contextvars.get_contextvars().items():
+            event.setdefault(key, value)
+        event["level"] = level_name
+        event["logger"] = logger.name
+        event["timestamp"] = cls.timestamp()
+        return _mask_secrets(logger, method_name, event)
+
+    @classmethod
+    def timestamp(cls) -> str:
+        """Now, as ISO 8601 in UTC with microseconds (`…T06:22:28.791503Z`).
+
+        The date and time of day are formatted once per second.
+        """
+        now_s = time.time()
+        second = int(now_s)
+        if second != cls._second:
+            cls._second_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            cls._second = second
+        micros = min(int((now_s - second) * 1_000_000), 999_999)
+        return f"{cls._second_text}.{micros:06d}Z"
 
 
 def _dumps_bytes(event: Any, **_options: Any) -> bytes:
@@ -118,6 +175,11 @@ class LineLogger:
     debug = info = warning = error = critical = exception = msg
 
 
+# Every level's method is kept: _Fields drops what is below the threshold.
+_BoundLogger = structlog.make_filtering_bound_logger(logging.DEBUG)
+_PROCESSORS: list[Any] = []
+
+
 def _line_logger(*args: Any) -> LineLogger:
     return LineLogger(str(args[0]) if args else "labelhub")
 
@@ -144,22 +206,28 @@ def configure_logging(
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         _mask_secrets,
     ]
+    own: list[Any] = [_Fields.add]
     renderer: Any
     line_renderer: Any
     if as_json:
         shared.append(structlog.processors.format_exc_info)
+        own.append(structlog.processors.format_exc_info)
         renderer = structlog.processors.JSONRenderer(serializer=_dumps)
         line_renderer = structlog.processors.JSONRenderer(serializer=_dumps_bytes)
     else:
         renderer = line_renderer = structlog.dev.ConsoleRenderer()
     threshold = _LEVELS.get(level, logging.ERROR)
+    _Fields.threshold = threshold
 
+    # The processor list is changed in place, the level lives in _Fields and
+    # the stream in _Sink: loggers cached before configuring again (tests
+    # do) follow the new configuration.
+    _PROCESSORS[:] = [*own, line_renderer]
     structlog.configure(
-        processors=[*shared, line_renderer],
+        processors=_PROCESSORS,
         logger_factory=_line_logger,
-        wrapper_class=structlog.make_filtering_bound_logger(threshold),
-        # Not cached, so that configuring again (tests do) takes effect.
-        cache_logger_on_first_use=False,
+        wrapper_class=_BoundLogger,
+        cache_logger_on_first_use=True,
     )
     handler = _StreamHandler(stream)
     handler.setFormatter(

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 
 import structlog
@@ -36,7 +36,7 @@ async def serve_request(request: web.Request, handler: Handler) -> web.StreamRes
     One middleware rather than two: each layer costs every request a call.
     """
     given = request.headers.get("X-Request-ID", "")
-    request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
+    request_id = given if _REQUEST_ID.match(given) else os.urandom(16).hex()
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(request_id=request_id)
     started = time.perf_counter()
