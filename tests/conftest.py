@@ -21,14 +21,15 @@ from typing import Any
 import psycopg
 import pytest
 from aiohttp.test_utils import TestClient
-from sqlalchemy import text
+from sqlalchemy import text, update
 
+from labelhub import keys
 from labelhub.config import Settings
 from labelhub.daemon import create_app
 from labelhub.logs import configure_logging
 from labelhub.store.engine import create_engine
 from labelhub.store.migrate import migrate
-from labelhub.store.models import Base
+from labelhub.store.models import Base, Task
 from labelhub.store.urls import to_async_url
 
 DEFAULT_TEST_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -222,3 +223,65 @@ def studio_settings(make_settings, fake_studio):
         return make_settings(**values)
 
     return make
+
+
+@pytest.fixture
+async def hooked(aiohttp_client, make_settings):
+    """A daemon with a dataset whose items are Label Studio tasks 101..103."""
+    settings = make_settings(webhook_secret=WEBHOOK_SECRET, ls_project_id=1)
+    client = await aiohttp_client(create_app(settings))
+    token = (
+        await (
+            await client.post(
+                "/auth/login", json={"username": "admin", "password": "admin123"}
+            )
+        ).json()
+    )["access_token"]
+    client.admin = {"Authorization": f"Bearer {token}"}
+    await client.post(
+        "/datasets",
+        json={
+            "name": "d",
+            "ls_project_id": 1,
+            "items": [{"text": f"rt {i}"} for i in range(3)],
+        },
+        headers=client.admin,
+    )
+    await set_tasks(client, {1: 101, 2: 102, 3: 103})
+    return client
+
+
+async def set_tasks(client, mapping):
+    async with client.app[keys.SESSIONS].begin() as session:
+        for task_id, ls_task_id in mapping.items():
+            await session.execute(
+                update(Task)
+                .where(Task.id == task_id)
+                .values(status="imported", ls_project_id=1, ls_task_id=ls_task_id)
+            )
+
+
+@pytest.fixture
+async def synced(aiohttp_client, studio_settings, fake_studio):
+    """A daemon whose 20-item dataset is imported into the fake's project."""
+
+    async def start(count=20, **overrides):
+        client = await aiohttp_client(create_app(studio_settings(**overrides)))
+        client.admin = await login(client, "admin", "admin123")
+        client.project = client.app[keys.SETTINGS].ls_project_id
+        items = [{"text": f"item {i}"} for i in range(count)]
+        await client.post(
+            "/datasets", json={"name": "d", "items": items}, headers=client.admin
+        )
+        await client.post("/datasets/1/import_to_ls", headers=client.admin)
+        await drain_jobs(client)
+        fake_studio.deliver = False  # labelhub is "down": no webhook arrives
+        return client
+
+    return start
+
+
+async def drain_jobs(client):
+    """Run queued jobs in this process until none is left."""
+    while await client.app[keys.RUNNER].run_once():
+        pass

@@ -485,6 +485,8 @@ class FakeStudio:
         self.deliveries: list[dict[str, Any]] = []
         self.faults: list[Fault] = []
         self.deliver = True
+        # Label Studio's TASK_API_PAGE_SIZE_MAX: no limit unless set.
+        self.max_page_size: int | None = None
         self.refresh_count = 0
         self._clock = _Clock()
         self._secret = secrets.token_hex(32)
@@ -1287,7 +1289,12 @@ class FakeStudio:
         if int(project_id) not in self.projects:
             raise _ApiError(404, "No Project matches the given query.")
         ids, total_annotations = self._select(int(project_id), query.get("query"))
-        page = ids[_page_slice(len(ids), query.get("page"), query.get("page_size"))]
+        page_size = query.get("page_size")
+        if self.max_page_size is not None and page_size is not None:
+            asked = _as_number(page_size)
+            if asked is not None and asked > self.max_page_size:
+                page_size = str(self.max_page_size)
+        page = ids[_page_slice(len(ids), query.get("page"), page_size)]
         if query.get("fields") == "all":
             tasks = [self._full_task(task_id) for task_id in page]
         else:

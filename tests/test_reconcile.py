@@ -18,31 +18,7 @@ from labelhub.sync.locks import project_lock
 from labelhub.sync.reconcile import reconcile
 from labelhub.sync.scheduler import Scheduler
 from tests.conftest import WEBHOOK_SECRET, login
-
-
-@pytest.fixture
-async def synced(aiohttp_client, studio_settings, fake_studio):
-    """A daemon whose 20-item dataset is imported into the fake's project."""
-
-    async def start(count=20, **overrides):
-        client = await aiohttp_client(create_app(studio_settings(**overrides)))
-        client.admin = await login(client, "admin", "admin123")
-        client.project = client.app[keys.SETTINGS].ls_project_id
-        items = [{"text": f"item {i}"} for i in range(count)]
-        await client.post(
-            "/datasets", json={"name": "d", "items": items}, headers=client.admin
-        )
-        await client.post("/datasets/1/import_to_ls", headers=client.admin)
-        await _drain(client)
-        fake_studio.deliver = False  # labelhub is "down": no webhook arrives
-        return client
-
-    return start
-
-
-async def _drain(client):
-    while await client.app[keys.RUNNER].run_once():
-        pass
+from tests.conftest import drain_jobs as _drain
 
 
 async def _export(client):

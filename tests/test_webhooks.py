@@ -26,42 +26,6 @@ def sample(name):
     return json.loads((FIXTURES / f"{name}.json").read_text())
 
 
-@pytest.fixture
-async def hooked(aiohttp_client, make_settings):
-    """A daemon with a dataset whose items are Label Studio tasks 101..103."""
-    settings = make_settings(webhook_secret=WEBHOOK_SECRET, ls_project_id=1)
-    client = await aiohttp_client(create_app(settings))
-    token = (
-        await (
-            await client.post(
-                "/auth/login", json={"username": "admin", "password": "admin123"}
-            )
-        ).json()
-    )["access_token"]
-    client.admin = {"Authorization": f"Bearer {token}"}
-    await client.post(
-        "/datasets",
-        json={
-            "name": "d",
-            "ls_project_id": 1,
-            "items": [{"text": f"rt {i}"} for i in range(3)],
-        },
-        headers=client.admin,
-    )
-    await _set_tasks(client, {1: 101, 2: 102, 3: 103})
-    return client
-
-
-async def _set_tasks(client, mapping):
-    async with client.app[keys.SESSIONS].begin() as session:
-        for task_id, ls_task_id in mapping.items():
-            await session.execute(
-                update(Task)
-                .where(Task.id == task_id)
-                .values(status="imported", ls_project_id=1, ls_task_id=ls_task_id)
-            )
-
-
 async def _send(client, body, headers=SECRET, path=HOOK):
     response = await client.post(path, json=body, headers=headers)
     return response.status, await response.json()

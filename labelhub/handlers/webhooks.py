@@ -15,7 +15,7 @@ from labelhub.errors import BadRequest
 from labelhub.handlers.routing import Access, Call, RawBody, Routes, read_body
 from labelhub.store import webhook_events
 from labelhub.studio.payloads import Malformed
-from labelhub.sync.events import Event, parse_event
+from labelhub.sync.events import KNOWN_ACTIONS, Event, parse_event
 
 log = structlog.get_logger(__name__)
 routes = Routes("webhooks")
@@ -86,9 +86,11 @@ async def receive_webhook(
 
     outcome = await call.app[keys.WEBHOOKS].submit(event, body.received_s)
     duration_s = time.perf_counter() - body.received_s
-    call.app[keys.METRICS].observe_webhook(event.action, outcome.status, duration_s)
+    call.app[keys.METRICS].observe_webhook(
+        _metric_action(event.action), outcome.status, duration_s
+    )
     structlog.contextvars.bind_contextvars(
-        action=event.action, outcome=outcome.status, project_id=event.project_id
+        action=event.action[:64], outcome=outcome.status, project_id=event.project_id
     )
     return WebhookAck(status=outcome.status, detail=outcome.detail)
 
@@ -114,10 +116,19 @@ async def _event_of(call: Call, raw: bytes, project: int | None) -> Event:
         raise BadRequest(f"malformed delivery: {exc}") from None
 
 
+NO_ACTION = "(none)"
+
+
+def _metric_action(action: str) -> str:
+    """The action as a metric label: anything Label Studio does not send is
+    `other`, so that made-up actions cannot grow the metric without bound."""
+    return action if action in KNOWN_ACTIONS or action == NO_ACTION else "other"
+
+
 async def _record_rejected(call: Call, decoded: Any, reason: str) -> None:
     action = decoded.get("action") if isinstance(decoded, dict) else None
-    label = action if isinstance(action, str) and action else "(none)"
-    call.app[keys.METRICS].webhooks.labels(label[:64], "rejected").inc()
+    label = action if isinstance(action, str) and action else NO_ACTION
+    call.app[keys.METRICS].webhooks.labels(_metric_action(label), "rejected").inc()
     async with call.app[keys.SESSIONS].begin() as session:
         await webhook_events.record(
             session,

@@ -33,82 +33,19 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from labelhub.store.models import Annotation, Task, UTCDateTime, utcnow
 from labelhub.store.outcome import Outcome
-from labelhub.store.pipeline import Batch
 from labelhub.store.sql import among, dialect, id_list, upsert
 
 if TYPE_CHECKING:
-    from labelhub.studio.payloads import StudioAnnotation, StudioTask
+    from labelhub.studio.payloads import StudioAnnotation
 
 
-@dataclass
-class Known:
-    """What the index holds of an annotation."""
-
-    updated_at: datetime | None
-    deleted: bool
-
-
-@dataclass(frozen=True, slots=True)
-class Incoming:
-    """An annotation from Label Studio, with the task payload it came with."""
-
-    project_id: int | None
-    note: StudioAnnotation
-    task: StudioTask | None
-
-    @property
-    def labelhub_id(self) -> int | None:
-        return self.task.labelhub_id if self.task else None
-
-
-async def upsert_from_studio(
-    batch: Batch, incoming: Sequence[Incoming]
-) -> list[tuple[str, int | None]]:
-    """Store annotations from Label Studio; older or repeated ones change nothing.
-
-    Answers, for each one, its status (`applied`, `pending` when its task is
-    not known yet, `duplicate` or `stale`) and the task it belongs to. What
-    the index holds is read in one go; the write is queued on `batch`.
-    """
-    known, owners = await _state(batch, incoming)
-    rows: list[dict[str, Any]] = []
-    verdicts: list[tuple[str, int | None]] = []
-    for item in incoming:
-        note = item.note
-        status = _verdict(note, known.get(note.ls_annotation_id))
-        task_id = owners.get((item.project_id, note.ls_task_id, item.labelhub_id))
-        if status == "applied" and task_id is None:
-            status = "pending"
-        if status in ("applied", "pending"):
-            rows.append(_row(note, item.project_id, task_id))
-            known[note.ls_annotation_id] = Known(note.updated_at, False)
-        verdicts.append((status, task_id))
-    if rows:
-        await batch.write(*_write_statement(batch.session, rows, truth=False))
-    return verdicts
-
-
-def _verdict(note: StudioAnnotation, before: Known | None) -> str:
-    if before is None:
-        return "applied"
-    if before.deleted:
-        return "stale"
-    if note.updated_at is None or before.updated_at is None:
-        return "applied"
-    if note.updated_at < before.updated_at:
-        return "stale"
-    if note.updated_at == before.updated_at:
-        return "duplicate"
-    return "applied"
-
-
-# The webhook path runs these for every group commit: built once, their
+# Statements on the webhook path are built once on these Core tables: their
 # compiled form and cache key are reused instead of rebuilt per batch.
-_ANNOTATIONS = cast(Table, Annotation.__table__)
-_TASKS = cast(Table, Task.__table__)
+ANNOTATIONS = cast(Table, Annotation.__table__)
+TASKS = cast(Table, Task.__table__)
 
 
-def _any(column: Any, name: str, postgresql: bool) -> Any:
+def in_array(column: Any, name: str, postgresql: bool) -> Any:
     """`column IN (:name)`: one array parameter on PostgreSQL (given in its
     text form, see `id_list`), so that the SQL text and its prepared
     statement are the same whatever the list's length."""
@@ -118,61 +55,10 @@ def _any(column: Any, name: str, postgresql: bool) -> Any:
     return column.in_(bindparam(name, expanding=True))
 
 
-def _known_query(postgresql: bool) -> Any:
-    stored = _ANNOTATIONS.c
-    return select(stored.ls_annotation_id, stored.ls_updated_at, stored.deleted).where(
-        _any(stored.ls_annotation_id, "ids", postgresql)
-    )
-
-
-def _live_tasks_query(postgresql: bool) -> Any:
-    return select(_TASKS.c.id, _TASKS.c.ls_project_id, _TASKS.c.ls_task_id).where(
-        _any(_TASKS.c.ls_project_id, "projects", postgresql),
-        _any(_TASKS.c.ls_task_id, "ls_ids", postgresql),
-        _TASKS.c.status != "deleted",
-    )
-
-
-_KNOWN = {True: _known_query(True), False: _known_query(False)}
-_LIVE_TASKS = {True: _live_tasks_query(True), False: _live_tasks_query(False)}
-
-
-async def _state(
-    batch: Batch, incoming: Sequence[Incoming]
-) -> tuple[dict[int, Known], dict[tuple[int | None, int, int | None], int]]:
-    """What the index knows of these annotations, and the task of each.
-
-    labelhub's own id in the payload decides the task when present: Label
-    Studio on SQLite reuses task ids, so the id alone may name a task that
-    is gone.
-    """
-    postgresql = dialect(batch.session) == "postgresql"
-    ids = {item.note.ls_annotation_id for item in incoming}
-    projects = {item.project_id for item in incoming if item.project_id is not None}
-    ls_ids = {item.note.ls_task_id for item in incoming}
-    stored, live_rows = await batch.read(
-        (_KNOWN[postgresql], {"ids": id_list(ids, postgresql)}),
-        (
-            _LIVE_TASKS[postgresql],
-            {
-                "projects": id_list(projects, postgresql),
-                "ls_ids": id_list(ls_ids, postgresql),
-            },
-        ),
-    )
-    known = {ls_id: Known(updated_at, deleted) for ls_id, updated_at, deleted in stored}
-    live = {(project, ls_task): task for task, project, ls_task in live_rows}
-    owners: dict[tuple[int | None, int, int | None], int] = {}
-    for item in incoming:
-        owner = live.get((item.project_id, item.note.ls_task_id))
-        if owner is not None and item.labelhub_id in (None, owner):
-            owners[(item.project_id, item.note.ls_task_id, item.labelhub_id)] = owner
-    return known, owners
-
-
-def _row(
+def row_of(
     note: StudioAnnotation, project_id: int | None, task_id: int | None
 ) -> dict[str, Any]:
+    """The row an annotation from Label Studio is stored as."""
     now = utcnow()
     return {
         "ls_annotation_id": note.ls_annotation_id,
@@ -206,27 +92,40 @@ _REPLACED = (
 )
 
 
-def _write_statement(
-    session: AsyncSession, rows: list[dict[str, Any]], *, truth: bool
+def write_statement(
+    session: AsyncSession,
+    rows: list[dict[str, Any]],
+    *,
+    truth: bool,
+    unchanged_since: datetime | None = None,
 ) -> tuple[Any, Any]:
-    """The upsert of `rows` and its parameters."""
+    """The upsert of `rows` and its parameters.
+
+    What was read from Label Studio (`truth`) replaces what the index holds,
+    deletions included, unless the index changed that row at or after
+    `unchanged_since`: a webhook applied meanwhile is newer than the read.
+    """
     if dialect(session) == "postgresql":
         # One statement may change a row once: the newest of each is kept.
         newest = {row["ls_annotation_id"]: row for row in rows}
         payload = orjson.dumps(list(newest.values())).decode()
+        if truth:
+            return _PG_UPSERTS[truth], {"rows": payload, "since": unchanged_since}
         return _PG_UPSERTS[truth], {"rows": payload}
     if truth not in _UPSERTS:
         _UPSERTS[truth] = _upsert(session, truth=truth)
+    if truth:
+        return _UPSERTS[truth], [{**row, "since": unchanged_since} for row in rows]
     return _UPSERTS[truth], rows
 
 
 def _upsert(session: AsyncSession, *, truth: bool) -> Any:
-    statement = upsert(session, _ANNOTATIONS)
+    statement = upsert(session, ANNOTATIONS)
     fresh = statement.excluded
-    stored = _ANNOTATIONS.c
+    stored = ANNOTATIONS.c
     # A concurrent writer (another replica) may have stored a newer one, or a
     # deletion; only what was read from Label Studio itself overrides those.
-    guard = None
+    guard: Any = stored.updated_at < bindparam("since", type_=UTCDateTime())
     if not truth:
         guard = and_(
             stored.deleted.is_(False),
@@ -260,18 +159,29 @@ _PG_GUARD = (
     " OR excluded.ls_updated_at IS NULL"
     " OR excluded.ls_updated_at >= stored.ls_updated_at)"
 )
-_PG_UPSERTS = {False: text(_PG_UPSERT + _PG_GUARD), True: text(_PG_UPSERT)}
+_PG_TRUTH_GUARD = " WHERE stored.updated_at < CAST(:since AS timestamptz)"
+_PG_UPSERTS = {
+    False: text(_PG_UPSERT + _PG_GUARD),
+    True: text(_PG_UPSERT + _PG_TRUTH_GUARD),
+}
 
 
 async def write_truth(
-    session: AsyncSession, rows: Sequence[tuple[StudioAnnotation, int, int]]
+    session: AsyncSession,
+    rows: Sequence[tuple[StudioAnnotation, int, int]],
+    unchanged_since: datetime,
 ) -> None:
-    """Store annotations as read from Label Studio: (annotation, project, task)."""
+    """Store annotations as read from Label Studio: (annotation, project, task).
+
+    A row the index changed at or after `unchanged_since` (the time the read
+    began) is left as it is; the next reconciliation looks at it again.
+    """
     if rows:
-        statement, params = _write_statement(
+        statement, params = write_statement(
             session,
-            [_row(note, project_id, task_id) for note, project_id, task_id in rows],
+            [row_of(note, project_id, task_id) for note, project_id, task_id in rows],
             truth=True,
+            unchanged_since=unchanged_since,
         )
         await session.execute(statement, params)
 
@@ -294,7 +204,7 @@ async def stored_for(
     """The index's annotations of these tasks, or with these Label Studio ids."""
     if not task_ids and not ls_annotation_ids:
         return {}
-    stored = _ANNOTATIONS.c
+    stored = ANNOTATIONS.c
     rows = await session.execute(
         select(
             stored.ls_annotation_id,
@@ -313,17 +223,27 @@ async def stored_for(
     return {row[0]: Stored(*row) for row in rows}
 
 
-async def tombstone(session: AsyncSession, ls_annotation_ids: Sequence[int]) -> Outcome:
-    """Mark annotations deleted; their tasks' labels are derived again."""
+async def tombstone(
+    session: AsyncSession,
+    ls_annotation_ids: Sequence[int],
+    unchanged_since: datetime | None = None,
+) -> Outcome:
+    """Mark annotations deleted; their tasks' labels are derived again.
+
+    With `unchanged_since`, annotations the index changed at or after it are
+    left alone (a reconciliation's read cannot know of them).
+    """
+    statement = update(Annotation).where(
+        Annotation.ls_annotation_id.in_(set(ls_annotation_ids)),
+        Annotation.deleted.is_(False),
+    )
+    if unchanged_since is not None:
+        statement = statement.where(Annotation.updated_at < unchanged_since)
     rows = (
         await session.execute(
-            update(Annotation)
-            .where(
-                Annotation.ls_annotation_id.in_(set(ls_annotation_ids)),
-                Annotation.deleted.is_(False),
+            statement.values(deleted=True, updated_at=utcnow()).returning(
+                Annotation.task_id
             )
-            .values(deleted=True, updated_at=utcnow())
-            .returning(Annotation.task_id)
         )
     ).all()
     changed = {task_id for (task_id,) in rows if task_id is not None}
@@ -390,16 +310,16 @@ def derive_statement(
 
 
 _COUNTED = and_(
-    _ANNOTATIONS.c.task_id == _TASKS.c.id,
-    _ANNOTATIONS.c.deleted.is_(False),
-    _ANNOTATIONS.c.was_cancelled.is_(False),
+    ANNOTATIONS.c.task_id == TASKS.c.id,
+    ANNOTATIONS.c.deleted.is_(False),
+    ANNOTATIONS.c.was_cancelled.is_(False),
 )
 _LATEST_LABEL = (
-    select(_ANNOTATIONS.c.label)
+    select(ANNOTATIONS.c.label)
     .where(_COUNTED)
     .order_by(
-        _ANNOTATIONS.c.ls_updated_at.desc().nulls_last(),
-        _ANNOTATIONS.c.ls_annotation_id.desc(),
+        ANNOTATIONS.c.ls_updated_at.desc().nulls_last(),
+        ANNOTATIONS.c.ls_annotation_id.desc(),
     )
     .limit(1)
     .scalar_subquery()
@@ -408,12 +328,12 @@ _LATEST_LABEL = (
 
 def _derive_query(postgresql: bool) -> Any:
     return (
-        update(_TASKS)
+        update(TASKS)
         .where(
-            _any(_TASKS.c.id, "task_ids", postgresql),
+            in_array(TASKS.c.id, "task_ids", postgresql),
             # Two comparisons rather than IN: an IN list is rendered only at
             # execution, which a queued statement does not go through.
-            or_(_TASKS.c.status == "imported", _TASKS.c.status == "labeled"),
+            or_(TASKS.c.status == "imported", TASKS.c.status == "labeled"),
         )
         .values(
             label=_LATEST_LABEL,

@@ -7,9 +7,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from operator import itemgetter
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import bindparam, func, insert, null, select, text, update
+from sqlalchemy import Table, bindparam, func, insert, null, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from labelhub.store import annotations as annotation_store
@@ -237,6 +237,40 @@ async def link(
     )
     await annotation_store.derive_labels(session, waiting)
     return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def record_reads(
+    session: AsyncSession, reads: Sequence[tuple[int, datetime]]
+) -> None:
+    """Remember Label Studio's `updated_at` of tasks read with all their
+    annotations: (task id, updated_at). labelhub's own `updated_at` stays."""
+    if not reads:
+        return
+    if dialect(session) == "postgresql":
+        # One statement (the count trigger runs once) for the whole page.
+        await session.execute(
+            _RECORD_READS_POSTGRES,
+            {
+                "ids": [task_id for task_id, _ in reads],
+                "times": [read_at for _, read_at in reads],
+            },
+        )
+        return
+    # The Core table: an executemany, not the ORM's bulk update by key.
+    table = cast(Table, Task.__table__)
+    await session.execute(
+        update(table)
+        .where(table.c.id == bindparam("task_id"))
+        .values(ls_updated_at=bindparam("read_at"), updated_at=table.c.updated_at),
+        [{"task_id": task_id, "read_at": read_at} for task_id, read_at in reads],
+    )
+
+
+_RECORD_READS_POSTGRES = text(
+    "UPDATE tasks SET ls_updated_at = reads.read_at "
+    "FROM unnest(CAST(:ids AS bigint[]), CAST(:times AS timestamptz[])) "
+    "AS reads (task_id, read_at) WHERE tasks.id = reads.task_id"
+)
 
 
 async def mark_deleted(

@@ -179,9 +179,10 @@ class StudioClient:
         created or deleted during the scan cannot shift a task out of it. The
         next page is asked for as soon as this one is decoded and fetched
         while the caller works on this one; no more than those two pages are
-        held. A 404 ends the scan, as Label Studio answers past the last
-        page. Each task is given to `parse` as soon as its page is decoded
-        (by default it stays as sent).
+        held. The scan ends when Label Studio's total is reached, at an empty
+        page, or at the 404 it answers past the last page. Each task is given
+        to `parse` as soon as its page is decoded (by default it stays as
+        sent).
         """
         request = _PageRequest(project_id, page_size, fields_all, filters)
         pending = asyncio.ensure_future(self._task_answer(request, 0))
@@ -191,7 +192,7 @@ class StudioClient:
                 with _collector_paused():
                     tasks, total = _read_answer(answer)
                     last_id = int(tasks[-1]["id"]) if tasks else 0
-                    more = len(tasks) >= page_size
+                    more = _more_after(tasks, total)
                     if more:
                         pending = asyncio.ensure_future(
                             self._task_answer(request, last_id)
@@ -299,6 +300,19 @@ class _PageRequest:
     page_size: int
     fields_all: bool
     filters: Sequence[dict[str, Any]]
+
+
+def _more_after(tasks: list[Any], total: int | None) -> bool:
+    """Whether tasks remain past this page.
+
+    Not whether the page is full: Label Studio may be set to cap a page's
+    size (`TASK_API_PAGE_SIZE_MAX`) below what was asked for. Its `total`
+    counts the matches from the page's first task on; without one, the
+    list goes on until an empty page (or the 404 past the last).
+    """
+    if not tasks:
+        return False
+    return total is None or len(tasks) < total
 
 
 def _read_answer(body: bytes | None) -> tuple[list[Any], int | None]:

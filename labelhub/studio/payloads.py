@@ -20,9 +20,29 @@ class Malformed(ValueError):
     """A Label Studio payload that does not have the shape labelhub expects."""
 
 
-def _int(value: Any, field: str) -> int:
+# Label Studio's ids are database keys: positive, and within 64 bits
+# (tasks, annotations) or 32 (projects, users), as labelhub stores them.
+MAX_ID = 2**63 - 1
+MAX_SMALL_ID = 2**31 - 1
+
+
+def parse_id(value: Any, field: str, maximum: int = MAX_ID) -> int:
+    """A Label Studio id, or Malformed naming the field."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise Malformed(f"{field}: expected an integer, got {type(value).__name__}")
+    if not 0 < value <= maximum:
+        raise Malformed(f"{field}: {value} is not an id (1 to {maximum})")
+    return value
+
+
+_int = parse_id
+
+
+def _flag(value: Any, field: str) -> bool:
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise Malformed(f"{field}: expected true or false, got {type(value).__name__}")
     return value
 
 
@@ -98,15 +118,17 @@ def parse_annotation(
     completed_by = note.get("completed_by")
     if isinstance(completed_by, dict):  # some answers embed the user
         completed_by = completed_by.get("id")
+    if not isinstance(completed_by, int) or not 0 < completed_by <= MAX_SMALL_ID:
+        completed_by = None  # who did it is a detail: not a reason to refuse
     project = note.get("project")
     return StudioAnnotation(
         ls_annotation_id=_int(note.get("id"), f"{field}.id"),
         ls_task_id=_int(note.get("task"), f"{field}.task"),
         project_id=project if isinstance(project, int) else None,
-        completed_by=completed_by if isinstance(completed_by, int) else None,
+        completed_by=completed_by,
         result=result,
         label=label_of(result, from_name),
-        was_cancelled=bool(note.get("was_cancelled", False)),
+        was_cancelled=_flag(note.get("was_cancelled"), f"{field}.was_cancelled"),
         created_at=parse_time(note.get("created_at"), f"{field}.created_at"),
         updated_at=parse_time(note.get("updated_at"), f"{field}.updated_at"),
     )

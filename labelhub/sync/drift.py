@@ -117,14 +117,16 @@ async def reconcile_page(
         owner = owners.get(entry.ls_task_id)
         if owner is not None and states.get(owner) != expected_state(entry.annotations):
             touched.add(owner)
+    await _record_reads(session, seen, owners, indexed)
     if scope.full:
         await _retire_missing(session, scope, seen, indexed, drift)
     await _derive(session, sorted(touched), states, drift)
 
 
-# An index task as `_indexed` reads it: id, ls_task_id, status, label, and
-# whether it was last changed before the run began.
-Indexed = tuple[int, int, str, str | None, bool]
+# An index task as `_indexed` reads it: id, ls_task_id, status, label,
+# whether it was last changed before the run began, and Label Studio's
+# `updated_at` when reconciliation last read it.
+Indexed = tuple[int, int, str, str | None, bool, datetime | None]
 
 
 async def _indexed(
@@ -144,9 +146,14 @@ async def _indexed(
     # A flag rather than the timestamp: converting a thousand timestamps
     # per page costs more than the query itself.
     older = (tasks.updated_at < scope.started_at).label("older")
-    query = select(tasks.id, tasks.ls_task_id, tasks.status, tasks.label, older).where(
-        tasks.ls_project_id == scope.project_id, tasks.status != "deleted"
-    )
+    query = select(
+        tasks.id,
+        tasks.ls_task_id,
+        tasks.status,
+        tasks.label,
+        older,
+        tasks.ls_updated_at,
+    ).where(tasks.ls_project_id == scope.project_id, tasks.status != "deleted")
     if scope.full:
         query = query.where(tasks.ls_task_id > lower_id, tasks.ls_task_id <= upper_id)
     else:
@@ -166,7 +173,7 @@ async def _match(
     """Each Label Studio task's index task; unknown ones linked or adopted."""
     live: dict[int, int] = {}
     states: dict[int, tuple[str, str | None]] = {}
-    for task_id, ls_id, status, label, _ in indexed:
+    for task_id, ls_id, status, label, _, _ in indexed:
         if ls_id is not None:
             live[ls_id] = task_id
         states[task_id] = (status, label)
@@ -313,7 +320,7 @@ async def _sync_annotations(
         touched.add(task_id)
         if known is not None and known.task_id is not None:
             touched.add(known.task_id)
-    await annotation_store.write_truth(session, rows)
+    await annotation_store.write_truth(session, rows, scope.started_at)
 
     owned_set = set(owned)
     gone = [
@@ -323,11 +330,34 @@ async def _sync_annotations(
     ]
     if gone:
         await annotation_store.tombstone(
-            session, [known.ls_annotation_id for known in gone]
+            session, [known.ls_annotation_id for known in gone], scope.started_at
         )
         drift.count("annotations_deleted", len(gone))
         touched.update(known.task_id for known in gone if known.task_id is not None)
     return touched
+
+
+async def _record_reads(
+    session: AsyncSession,
+    seen: list[ListedTask],
+    owners: dict[int, int],
+    indexed: list[Indexed],
+) -> None:
+    """Remember when each task was read with all its annotations.
+
+    A webhook for an annotation the index never held, no newer than that
+    read, names one deleted before labelhub saw it: it changes nothing.
+    Only changed times are written, so a quiet project costs no writes.
+    """
+    last_read = {row[0]: row[5] for row in indexed}
+    reads = []
+    for entry in seen:
+        owner = owners.get(entry.ls_task_id)
+        if owner is None or entry.updated_at is None:
+            continue
+        if last_read.get(owner) != entry.updated_at:
+            reads.append((owner, entry.updated_at))
+    await task_store.record_reads(session, reads)
 
 
 async def _retire_missing(
@@ -345,7 +375,7 @@ async def _retire_missing(
     present = {entry.ls_task_id for entry in seen}
     missing = [
         task_id
-        for task_id, ls_id, _, _, older in indexed
+        for task_id, ls_id, _, _, older, _ in indexed
         if ls_id not in present and older
     ]
     if not missing:

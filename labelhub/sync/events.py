@@ -15,15 +15,18 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from labelhub.store import annotations as annotation_store
+from labelhub.store import incoming as incoming_store
 from labelhub.store import sync_state
 from labelhub.store import tasks as task_store
 from labelhub.store.outcome import Outcome
 from labelhub.store.pipeline import Batch
 from labelhub.studio.payloads import (
+    MAX_SMALL_ID,
     Malformed,
     StudioAnnotation,
     StudioTask,
     parse_annotation,
+    parse_id,
     parse_task,
 )
 
@@ -104,7 +107,7 @@ def _project_of(body: dict[str, Any], hint: int | None) -> int | None:
     if isinstance(project, dict):
         project = project.get("id")
     if isinstance(project, int) and not isinstance(project, bool):
-        return project
+        return parse_id(project, "project.id", MAX_SMALL_ID)
     return hint
 
 
@@ -138,9 +141,7 @@ def _ids(body: dict[str, Any], key: str) -> tuple[int, ...]:
     ids = []
     for index, entry in enumerate(listed):
         value = entry.get("id") if isinstance(entry, dict) else None
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise Malformed(f"{key}[{index}].id: expected an integer")
-        ids.append(value)
+        ids.append(parse_id(value, f"{key}[{index}].id"))
     return tuple(ids)
 
 
@@ -190,8 +191,6 @@ def _screen(event: Event, tracked: set[int]) -> Outcome | None:
         return Outcome("ignored", f"unknown action {event.action}")
     if event.action == "PROJECT_UPDATED":
         return Outcome("ignored", "project settings are not mirrored")
-    if event.without_payload:
-        return None
     if event.project_id is not None and event.project_id not in tracked:
         return Outcome(
             "ignored", f"project {event.project_id} is not one of labelhub's"
@@ -205,11 +204,11 @@ async def _write_annotations(
     if not run:
         return
     incoming = [
-        annotation_store.Incoming(event.project_id, note, task)
+        incoming_store.Incoming(event.project_id, note, task)
         for _, event in run
         for note, task in event.annotations
     ]
-    verdicts = iter(await annotation_store.upsert_from_studio(batch, incoming))
+    verdicts = iter(await incoming_store.upsert_from_studio(batch, incoming))
     for index, event in run:
         mine = [next(verdicts) for _ in event.annotations]
         statuses = [status for status, _ in mine]

@@ -43,8 +43,12 @@ async def run_export(ctx: JobContext) -> str:
         metrics=ctx.metrics,
         progress=_progress(ctx, "reading Label Studio"),
     )
-    if drift is not None:
-        ctx.result.update(drift.report())
+    if drift is None:
+        raise Unavailable(
+            f"another daemon kept project {project_id} locked for its own "
+            "reconciliation past the wait limit; retry the export when it ends"
+        )
+    ctx.result.update(drift.report())
     async with ctx.sessions() as session:
         labeled = await session.scalar(
             select(func.count()).where(

@@ -9,6 +9,7 @@ public address (LABELHUB_PUBLIC_URL).
 from __future__ import annotations
 
 import asyncio
+import hmac
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -30,11 +31,28 @@ def hook_url(public_url: str, project_id: int) -> str:
     return f"{public_url.rstrip('/')}{HOOK_PATH}?project={project_id}"
 
 
-def _is_ours(hook: dict[str, Any], public_url: str | None) -> bool:
+def _is_ours(
+    hook: dict[str, Any], public_url: str | None, secret: str | None = None
+) -> bool:
+    """Whether a project's webhook is labelhub's.
+
+    Any webhook to labelhub's receiver path, unless `public_url` is given:
+    then one under that address, or one that carries labelhub's secret (the
+    same daemon at an address it had before, which must not stay behind as
+    a second copy).
+    """
     url = str(hook.get("url", ""))
-    if public_url:
-        return url.startswith(public_url.rstrip("/") + HOOK_PATH)
-    return urlsplit(url).path.rstrip("/").endswith(HOOK_PATH)
+    if not urlsplit(url).path.rstrip("/").endswith(HOOK_PATH):
+        return False
+    if not public_url or url.startswith(public_url.rstrip("/") + HOOK_PATH):
+        return True
+    headers = hook.get("headers")
+    given = headers.get(SECRET_HEADER) if isinstance(headers, dict) else None
+    return (
+        secret is not None
+        and isinstance(given, str)
+        and hmac.compare_digest(given.encode(), secret.encode())
+    )
 
 
 def _wanted(settings: Settings, url: str) -> dict[str, Any]:
@@ -79,10 +97,11 @@ async def register(
 async def _register(
     studio: StudioClient, project_id: int, public_url: str, wanted: dict[str, Any]
 ) -> str:
+    secret = wanted["headers"][SECRET_HEADER]
     mine = [
         hook
         for hook in await studio.list_webhooks(project_id)
-        if _is_ours(hook, public_url)
+        if _is_ours(hook, public_url, secret)
     ]
     if not mine:
         await studio.create_webhook(project_id, wanted)
