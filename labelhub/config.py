@@ -60,6 +60,7 @@ class Settings(BaseSettings):
     ls_label_from_name: str | None = None
     ls_import_batch: int = Field(500, ge=1, le=10_000)
     ls_timeout_s: float = Field(30.0, gt=0, le=3600)
+    ls_import_settle_s: float = Field(120.0, ge=0, le=86_400)
     ls_retries: int = Field(4, ge=0, le=20)
     ls_webhook_actions: tuple[str, ...] = DEFAULT_WEBHOOK_ACTIONS
 

@@ -218,6 +218,9 @@ def studio_settings(make_settings, fake_studio):
             "webhook_secret": WEBHOOK_SECRET,
             "ls_retries": 2,
             "ls_timeout_s": 5.0,
+            # Items of a batch whose answer was lost are sent again soon:
+            # the fake either carried a batch out at once or not at all.
+            "ls_import_settle_s": 0.5,
         }
         values.update(overrides)
         return make_settings(**values)
@@ -285,3 +288,15 @@ async def drain_jobs(client):
     """Run queued jobs in this process until none is left."""
     while await client.app[keys.RUNNER].run_once():
         pass
+
+
+@pytest.fixture
+async def daemon(aiohttp_client, studio_settings):
+    """A daemon wired to the fake Label Studio, logged in as admin."""
+
+    async def start(**overrides):
+        client = await aiohttp_client(create_app(studio_settings(**overrides)))
+        client.admin = await login(client, "admin", "admin123")
+        return client
+
+    return start

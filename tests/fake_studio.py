@@ -194,6 +194,7 @@ class Fault:
     retry_after_s: float | None
     skip: int = 0
     hits: int = 0
+    read_first: bool = False
 
     def take(self, method: str, path: str) -> bool:
         """Whether this rule fires for the request (and use up one of its times)."""
@@ -485,6 +486,7 @@ class FakeStudio:
         self.deliveries: list[dict[str, Any]] = []
         self.faults: list[Fault] = []
         self.deliver = True
+        self._active = 0
         # Label Studio's TASK_API_PAGE_SIZE_MAX: no limit unless set.
         self.max_page_size: int | None = None
         self.refresh_count = 0
@@ -659,6 +661,7 @@ class FakeStudio:
         drop: bool = False,
         retry_after_s: float | None = None,
         skip: int = 0,
+        read_first: bool = False,
     ) -> Fault:
         """Make the next ``times`` matching requests fail (``times=None``: all).
 
@@ -669,6 +672,8 @@ class FakeStudio:
         the connection instead of answering. ``after_commit`` applies the
         request's effect (and its webhooks) before the error or the drop.
         ``skip`` lets that many matching requests through first.
+        ``read_first`` reads the request's body before the delay, so that a
+        slow answer is still carried out after the client gave up on it.
         """
         fault = Fault(
             method=method.upper(),
@@ -680,6 +685,7 @@ class FakeStudio:
             drop=drop,
             retry_after_s=retry_after_s,
             skip=skip,
+            read_first=read_first,
         )
         self.faults.append(fault)
         return fault
@@ -1130,7 +1136,17 @@ class FakeStudio:
     @web.middleware
     async def _record(self, request: web.Request, handler: Handler):
         self.calls.append((request.method, request.path_qs))
-        return await handler(request)
+        self._active += 1
+        try:
+            return await handler(request)
+        finally:
+            self._active -= 1
+
+    async def settled(self, timeout_s: float = 10.0) -> None:
+        """Wait until no request is being worked on, those given up on included."""
+        async with asyncio.timeout(timeout_s):
+            while self._active:
+                await asyncio.sleep(0.01)
 
     @web.middleware
     async def _faults(self, request: web.Request, handler: Handler):
@@ -1139,6 +1155,10 @@ class FakeStudio:
         )
         if fault is None:
             return await handler(request)
+        if fault.read_first:
+            # As Django does: the whole request is read before the work
+            # starts, and the work is finished when the client has gone.
+            await request.read()
         if fault.delay_s:
             await asyncio.sleep(fault.delay_s)
         if fault.slow_only:

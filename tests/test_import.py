@@ -15,16 +15,6 @@ from labelhub.store.models import Job, Task, utcnow
 from tests.conftest import login
 
 
-@pytest.fixture
-async def daemon(aiohttp_client, studio_settings):
-    async def start(**overrides):
-        client = await aiohttp_client(create_app(studio_settings(**overrides)))
-        client.admin = await login(client, "admin", "admin123")
-        return client
-
-    return start
-
-
 async def _dataset(client, items=None):
     body = {"name": "d"} if items is None else {"name": "d", "items": items}
     response = await client.post("/datasets", json=body, headers=client.admin)

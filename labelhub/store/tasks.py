@@ -192,16 +192,18 @@ async def count_new(session: AsyncSession, dataset_id: int) -> NewItems:
     return NewItems(count, in_flight)
 
 
-async def in_flight(session: AsyncSession, dataset_id: int) -> list[int]:
-    """Items sent in a batch whose answer never arrived."""
-    rows = await session.scalars(
-        select(Task.id).where(
+async def in_flight(
+    session: AsyncSession, dataset_id: int
+) -> list[tuple[int, datetime]]:
+    """Items sent in a batch whose answer never arrived, and when they were sent."""
+    rows = await session.execute(
+        select(Task.id, Task.import_sent_at).where(
             Task.dataset_id == dataset_id,
             Task.status == "new",
             Task.import_sent_at.is_not(None),
         )
     )
-    return list(rows)
+    return [(task_id, sent_at) for task_id, sent_at in rows if sent_at is not None]
 
 
 async def clear_sent(session: AsyncSession, task_ids: Sequence[int]) -> None:
@@ -219,7 +221,8 @@ async def link(
 
     Label Studio on SQLite hands out the ids of deleted tasks again, so a task
     the index still holds under an id now given to a new item is gone from
-    Label Studio: it is marked deleted first.
+    Label Studio: it is marked deleted first. Answers how many of the items
+    are linked to their task now, those linked already included.
     """
     if not pairs:
         return 0
@@ -347,6 +350,9 @@ _CLAIM_POSTGRES = text(
 _RETIRE_POSTGRES = text(
     "UPDATE tasks SET status = 'deleted', updated_at = :now "
     "WHERE ls_project_id = :project AND status <> 'deleted' "
+    "AND (id, ls_task_id) NOT IN (SELECT (p.value->>0)::bigint, "
+    "(p.value->>1)::bigint FROM jsonb_array_elements(CAST(:pairs AS jsonb)) "
+    "AS p(value)) "
     "AND ls_task_id IN (SELECT (p.value->>1)::bigint "
     "FROM jsonb_array_elements(CAST(:pairs AS jsonb)) AS p(value))"
 ).bindparams(bindparam("now", type_=UTCDateTime()))
@@ -354,21 +360,30 @@ _RETIRE_SQLITE = text(
     "UPDATE tasks SET status = 'deleted', updated_at = :now "
     "WHERE ls_project_id = :project AND status <> 'deleted' "
     "AND ls_task_id IN "
-    "(SELECT json_extract(p.value, '$[1]') FROM json_each(:pairs) AS p)"
+    "(SELECT json_extract(p.value, '$[1]') FROM json_each(:pairs) AS p) "
+    "AND NOT EXISTS (SELECT 1 FROM json_each(:pairs) AS p "
+    "WHERE json_extract(p.value, '$[0]') = tasks.id "
+    "AND json_extract(p.value, '$[1]') = tasks.ls_task_id)"
 ).bindparams(bindparam("now", type_=UTCDateTime()))
 
 # One statement per batch: the count triggers then run once, not per task.
+# An item already linked to the same task (by a reconciliation or a webhook
+# that came first) is counted too, and keeps its status.
 _LINK_POSTGRES = text(
     "UPDATE tasks AS t SET ls_task_id = (p.value->>1)::bigint, "
-    "ls_project_id = :project, status = 'imported', import_sent_at = NULL, "
-    "updated_at = :now "
+    "ls_project_id = :project, import_sent_at = NULL, updated_at = :now, "
+    "status = CASE WHEN t.status = 'new' THEN 'imported' ELSE t.status END "
     "FROM jsonb_array_elements(CAST(:pairs AS jsonb)) AS p(value) "
-    "WHERE t.id = (p.value->>0)::bigint AND t.status = 'new'"
+    "WHERE t.id = (p.value->>0)::bigint AND (t.status = 'new' OR "
+    "(t.status <> 'deleted' AND t.ls_project_id = :project "
+    "AND t.ls_task_id = (p.value->>1)::bigint))"
 ).bindparams(bindparam("now", type_=UTCDateTime()))
 _LINK_SQLITE = text(
     "UPDATE tasks SET ls_task_id = json_extract(p.value, '$[1]'), "
-    "ls_project_id = :project, status = 'imported', import_sent_at = NULL, "
-    "updated_at = :now "
+    "ls_project_id = :project, import_sent_at = NULL, updated_at = :now, "
+    "status = CASE WHEN tasks.status = 'new' THEN 'imported' ELSE tasks.status END "
     "FROM json_each(:pairs) AS p "
-    "WHERE tasks.id = json_extract(p.value, '$[0]') AND tasks.status = 'new'"
+    "WHERE tasks.id = json_extract(p.value, '$[0]') AND (tasks.status = 'new' OR "
+    "(tasks.status <> 'deleted' AND tasks.ls_project_id = :project "
+    "AND tasks.ls_task_id = json_extract(p.value, '$[1]')))"
 ).bindparams(bindparam("now", type_=UTCDateTime()))

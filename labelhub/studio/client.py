@@ -24,6 +24,8 @@ from labelhub.studio.transport import Transport, decode_json
 FILTER_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 LABELHUB_ID = "labelhub_task_id"
 T = TypeVar("T")
+# What Label Studio (Django's paginator) answers past the last page, with 404.
+PAST_LAST_PAGE = "Invalid page."
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,7 +237,10 @@ class StudioClient:
                 raw_answer=True,
             )
         except StudioError as exc:
-            if exc.http_status == 404:
+            # Past the last page Django answers "Invalid page."; any other
+            # 404 (no such project, no access to it) must not read as an
+            # empty project, or a full pass would retire every task.
+            if exc.http_status == 404 and PAST_LAST_PAGE in exc.reason:
                 return None
             raise
         return body

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import structlog
@@ -27,6 +28,7 @@ from labelhub.sync.runner import JobContext
 log = structlog.get_logger(__name__)
 
 MAX_UNANSWERED_BATCHES = 3
+RECOVER_POLL_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -155,10 +157,6 @@ class _Run:
         )
         if self.unanswered > MAX_UNANSWERED_BATCHES:
             raise exc
-        if exc.kind == "timeout":
-            # Label Studio may still be working on the batch; give it the
-            # same time again before looking for what it created.
-            await asyncio.sleep(self.ctx.settings.ls_timeout_s)
         self.done += await _recover(
             self.ctx, self.studio, self.dataset_id, self.project_id
         )
@@ -224,20 +222,50 @@ async def _forget_sent(ctx: JobContext, task_ids: list[int]) -> None:
 async def _recover(
     ctx: JobContext, studio: StudioClient, dataset_id: int, project_id: int
 ) -> int:
-    """Link items Label Studio holds from unanswered batches; free the rest."""
-    async with ctx.sessions() as session:
-        sent = await tasks.in_flight(session, dataset_id)
-    if not sent:
-        return 0
+    """Link items Label Studio holds from unanswered batches; free the rest
+    once they are overdue.
 
-    wanted = set(sent)
+    Label Studio reads a request whole before it works on it, and finishes
+    the work when the client has gone: a batch whose answer was lost may
+    still become tasks. An item not found is looked for again, every
+    RECOVER_POLL_S, until LS_IMPORT_SETTLE_S have passed since it was sent;
+    only then is it freed, to be sent again.
+    """
+    settle = timedelta(seconds=ctx.settings.ls_import_settle_s)
+    linked = 0
+    while True:
+        async with ctx.sessions() as session:
+            sent = dict(await tasks.in_flight(session, dataset_id))
+        if not sent:
+            return linked
+        found = await _find(studio, project_id, set(sent))
+        linked += await _link(ctx, project_id, list(found), list(found.values()))
+
+        now = utcnow()
+        missing = {task_id: at for task_id, at in sent.items() if task_id not in found}
+        overdue = [task_id for task_id, at in missing.items() if at + settle <= now]
+        await _forget_sent(ctx, overdue)
+        log.info(
+            "import_recovered",
+            in_flight=len(sent),
+            found=len(found),
+            freed=len(overdue),
+            waiting=len(missing) - len(overdue),
+        )
+        if len(overdue) == len(missing):
+            return linked
+        earliest = min(at for task_id, at in missing.items() if task_id not in overdue)
+        due_s = (earliest + settle - now).total_seconds()
+        await asyncio.sleep(min(RECOVER_POLL_S, max(due_s, 0.0)))
+
+
+async def _find(
+    studio: StudioClient, project_id: int, wanted: set[int]
+) -> dict[int, int]:
+    """The Label Studio task of each wanted item that Label Studio holds."""
     found: dict[int, int] = {}
-    for task in await studio.find_labelhub_tasks(project_id, min(sent), max(sent)):
+    for task in await studio.find_labelhub_tasks(project_id, min(wanted), max(wanted)):
         labelhub_id = (task.get("data") or {}).get(LABELHUB_ID)
         if labelhub_id in wanted and labelhub_id not in found:
             found[int(labelhub_id)] = int(task["id"])
-
-    linked = await _link(ctx, project_id, list(found), list(found.values()))
-    await _forget_sent(ctx, [task_id for task_id in sent if task_id not in found])
-    log.info("import_recovered", in_flight=len(sent), found=len(found), linked=linked)
-    return linked
+    return found
