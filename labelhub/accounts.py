@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +19,18 @@ log = structlog.get_logger(__name__)
 
 MIN_PASSWORD_CHARS = 8
 DEMO_ACCOUNTS = (("admin", "admin123", "admin"), ("ann", "ann123", "annotator"))
+
+
+# Letters, digits and . _ @ - (not first), up to 64 characters.
+USERNAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$"
+
+
+def check_username(username: str) -> None:
+    if not re.fullmatch(USERNAME_PATTERN, username):
+        raise Invalid(
+            f"username: {username[:80]!r} must be 1 to 64 letters, digits or "
+            "._@- and start with a letter or digit"
+        )
 
 
 def check_password(password: str) -> None:
@@ -46,6 +59,7 @@ async def create(
     role: str,
     **identity: Any,
 ) -> User:
+    check_username(username)
     check_password(password)
     password_hash = await passwords.hash(password)
     user = await users.add(session, username, password_hash, role, **identity)

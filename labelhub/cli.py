@@ -8,9 +8,11 @@ import sys
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
+from sqlalchemy.exc import DBAPIError
+
 from labelhub import __version__, cli_sync, cli_users
 from labelhub.config import Settings, is_loopback, load_settings
-from labelhub.errors import ConfigError, LabelhubError
+from labelhub.errors import ConfigError, LabelhubError, Unavailable
 from labelhub.logs import configure_logging
 
 EXIT_USAGE = 2
@@ -31,6 +33,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except LabelhubError as exc:
         print(f"labelhub: {exc.message}", file=sys.stderr)
+        return 1
+    except DBAPIError as exc:
+        print(f"labelhub: {database_problem(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
@@ -77,7 +82,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     overrides: dict[str, Any] = {}
     if args.host:
         overrides["labelhub_host"] = args.host
-    if args.port:
+    if args.port is not None:
         overrides["labelhub_port"] = args.port
     if args.demo:
         overrides["labelhub_demo"] = True
@@ -92,7 +97,13 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
             "generate one with: python3 -c 'import secrets; "
             "print(secrets.token_urlsafe(48))'"
         )
-    run(settings, host, settings.labelhub_port)
+    try:
+        run(settings, host, settings.labelhub_port)
+    except OSError as exc:  # the address is taken, or not this machine's
+        raise Unavailable(
+            f"cannot listen on {host}:{settings.labelhub_port}: "
+            f"{exc.strerror or exc}; choose another --host or --port"
+        ) from None
     return 0
 
 
@@ -115,6 +126,12 @@ def _migrate(args: argparse.Namespace, settings: Settings) -> int:
     else:
         print("database is up to date")
     return 0
+
+
+def database_problem(exc: DBAPIError) -> str:
+    """One line on a database that cannot be used, without the SQL or a secret."""
+    reason = str(exc.orig or exc).strip().splitlines()[0] if str(exc.orig) else ""
+    return f"the database cannot be used: {reason or type(exc.orig).__name__}"
 
 
 def run_async(coroutine: Coroutine[Any, Any, Any]) -> Any:

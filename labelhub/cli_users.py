@@ -57,6 +57,10 @@ def _password_source(parser: argparse.ArgumentParser) -> None:
 def _read_password(args: argparse.Namespace) -> str:
     if args.password_stdin:
         return sys.stdin.readline().rstrip("\r\n")
+    if not sys.stdin.isatty():
+        raise Invalid(
+            "no terminal to ask for the password on: pipe it in with --password-stdin"
+        )
     first = getpass.getpass("Password: ")
     if getpass.getpass("Password again: ") != first:
         raise Invalid("the two passwords differ")

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import ipaddress
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings.exceptions import SettingsError
 from sqlalchemy.engine import URL
 
 from labelhub.errors import ConfigError
@@ -25,6 +26,21 @@ DEFAULT_WEBHOOK_ACTIONS = (
     "ANNOTATIONS_CREATED",
     "ANNOTATIONS_DELETED",
     "TASKS_DELETED",
+)
+# The actions a Label Studio 1.23 webhook can subscribe to.
+STUDIO_WEBHOOK_ACTIONS = (
+    "PROJECT_CREATED",
+    "PROJECT_UPDATED",
+    "PROJECT_DELETED",
+    "TASKS_CREATED",
+    "TASKS_DELETED",
+    "ANNOTATION_CREATED",
+    "ANNOTATIONS_CREATED",
+    "ANNOTATION_UPDATED",
+    "ANNOTATIONS_DELETED",
+    "LABEL_LINK_CREATED",
+    "LABEL_LINK_UPDATED",
+    "LABEL_LINK_DELETED",
 )
 _SECRET_FIELDS = {"jwt_secret", "ls_api_token", "webhook_secret", "postgres_password"}
 
@@ -62,7 +78,8 @@ class Settings(BaseSettings):
     ls_timeout_s: float = Field(30.0, gt=0, le=3600)
     ls_import_settle_s: float = Field(120.0, ge=0, le=86_400)
     ls_retries: int = Field(4, ge=0, le=20)
-    ls_webhook_actions: tuple[str, ...] = DEFAULT_WEBHOOK_ACTIONS
+    # NoDecode: the variable is a comma-separated list, not JSON.
+    ls_webhook_actions: Annotated[tuple[str, ...], NoDecode] = DEFAULT_WEBHOOK_ACTIONS
 
     webhook_secret: SecretStr | None = None
     webhook_max_body_mb: int = Field(64, ge=1, le=1024)
@@ -100,6 +117,19 @@ class Settings(BaseSettings):
     def _comma_list(cls, value: Any) -> Any:
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("ls_webhook_actions")
+    @classmethod
+    def _known_actions(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = sorted(set(value) - set(STUDIO_WEBHOOK_ACTIONS))
+        if unknown:
+            raise ValueError(
+                f"{', '.join(unknown)} not among Label Studio's webhook actions "
+                f"({', '.join(STUDIO_WEBHOOK_ACTIONS)})"
+            )
+        if not value:
+            raise ValueError("name at least one action")
         return value
 
     @field_validator("jwt_secret")
@@ -142,12 +172,13 @@ class Settings(BaseSettings):
         return bool(self.ls_base_url and self.ls_api_token)
 
     def summary(self) -> dict[str, Any]:
-        """Every setting for the start-up log, secrets reduced to set/unset."""
+        """Every setting for the start-up log, secrets reduced to whether
+        they are set (true or false)."""
         shown: dict[str, Any] = {}
         for name in type(self).model_fields:
             value = getattr(self, name)
             if name in _SECRET_FIELDS:
-                shown[name] = "set" if value is not None else "unset"
+                shown[name] = value is not None
             elif name == "database_url":
                 continue
             else:
@@ -172,12 +203,17 @@ def load_settings(**overrides: Any) -> Settings:
         return Settings(**overrides)
     except ValidationError as exc:
         raise ConfigError(_describe(exc)) from None
+    except SettingsError as exc:  # a value the settings library could not read
+        raise ConfigError(f"configuration: {exc}") from None
 
 
 def _describe(exc: ValidationError) -> str:
+    """One line naming the variable and what is wrong; never a secret's value."""
     error = exc.errors(include_url=False)[0]
-    name = str(error["loc"][0]).upper() if error["loc"] else "configuration"
     message = error["msg"].removeprefix("Value error, ")
+    if not error["loc"]:  # a check of several variables: its input is all
+        return f"configuration: {message}"
+    name = str(error["loc"][0]).upper()
     if name.lower() in _SECRET_FIELDS or name == "DATABASE_URL":
         return f"{name}: {message}"
     return f"{name}: {message} (got {error['input']!r})"

@@ -57,8 +57,9 @@ def _is_secret(key: str) -> bool:
 def _mask_secrets(
     _logger: Any, _name: str, event: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
-    for key in event:
-        if _is_secret(key):
+    for key, value in event.items():
+        # True or False (whether a secret is set) tells nothing of it.
+        if _is_secret(key) and not isinstance(value, bool):
             event[key] = "***"
     return event
 

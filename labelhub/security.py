@@ -114,7 +114,9 @@ class LoginGuard:
     """Refuses logins for a username or address after repeated failures.
 
     Counts live in the database, so replicas behind one load balancer share
-    them; a window starts at the first failure and lasts `window_s`.
+    them; a window starts at the first attempt and lasts `window_s`. Each
+    attempt is counted before its password is checked, so that parallel
+    attempts cannot pass the limit; a good one is taken back.
     """
 
     def __init__(
@@ -124,9 +126,10 @@ class LoginGuard:
         self.max_failures = max_failures
         self.window_s = window_s
 
-    async def check(self, keys: list[str]) -> None:
+    async def attempt(self, keys: list[str]) -> None:
+        """Count a login attempt for each key; 429 if one is over the limit."""
         async with self._sessions.begin() as session:
-            retry_after_s = await logins.blocked_for(
+            retry_after_s = await logins.count_attempt(
                 session, keys, self.max_failures, self.window_s
             )
         if retry_after_s > 0:
@@ -135,10 +138,9 @@ class LoginGuard:
                 retry_after_s=retry_after_s,
             )
 
-    async def failed(self, keys: list[str]) -> None:
+    async def succeeded(self, name_key: str, keys: list[str]) -> None:
+        """The attempt was good: the username starts afresh, the rest take
+        this attempt back."""
         async with self._sessions.begin() as session:
-            await logins.record_failure(session, keys, self.window_s)
-
-    async def succeeded(self, key: str) -> None:
-        async with self._sessions.begin() as session:
-            await logins.forget(session, key)
+            await logins.forget(session, name_key)
+            await logins.take_back(session, [key for key in keys if key != name_key])

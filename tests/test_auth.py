@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 from datetime import UTC, datetime, timedelta
 
@@ -176,6 +177,38 @@ async def test_repeated_failures_for_a_username_are_throttled(
     assert response.status == 429
     assert 0 < int(response.headers["Retry-After"]) <= 60
     assert "too many failed logins" in (await response.json())["error"]["message"]
+
+
+async def test_parallel_failures_cannot_slip_past_the_limit(
+    aiohttp_client, make_settings
+):
+    """Forty wrong passwords at once: only the first three are even checked."""
+    client = await aiohttp_client(create_app(make_settings(login_max_failures=3)))
+
+    answers = await asyncio.gather(
+        *(
+            client.post("/auth/login", json={"username": "ann", "password": "bad"})
+            for _ in range(40)
+        )
+    )
+
+    statuses = sorted(answer.status for answer in answers)
+    assert statuses == [401] * 3 + [429] * 37
+
+
+async def test_good_logins_do_not_use_up_an_address_allowance(
+    aiohttp_client, make_settings
+):
+    client = await aiohttp_client(create_app(make_settings(login_max_failures=2)))
+    for _ in range(5):
+        response = await client.post(
+            "/auth/login", json={"username": "ann", "password": "ann123"}
+        )
+        assert response.status == 200
+
+    bad = await client.post("/auth/login", json={"username": "x", "password": "bad"})
+
+    assert bad.status == 401
 
 
 async def test_failures_from_one_address_are_throttled_across_usernames(

@@ -65,3 +65,26 @@ def test_every_command_has_help(capsys):
             main(args)
         assert leaving.value.code == 0
     assert "--password-stdin" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name", ["", "has space", "semi;colon", "x" * 65, ".dot"])
+def test_users_add_refuses_a_name_the_api_would_refuse(
+    sqlite_env, monkeypatch, capsys, name
+):
+    monkeypatch.setattr("sys.stdin", io.StringIO("long-enough-1\n"))
+
+    status = main(["users", "add", name, "--role", "admin", "--password-stdin"])
+
+    assert status == 1
+    assert "username:" in capsys.readouterr().err
+
+
+def test_a_password_is_not_asked_for_without_a_terminal(
+    sqlite_env, monkeypatch, capsys
+):
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+
+    status = main(["users", "add", "carol", "--role", "annotator"])
+
+    assert status == 1
+    assert "--password-stdin" in capsys.readouterr().err

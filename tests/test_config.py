@@ -124,7 +124,7 @@ def test_summary_masks_every_secret(monkeypatch):
 
     for secret in ("j" * 40, "tok-abcdef", "w" * 40, "dbpass"):
         assert secret not in shown
-    assert "'jwt_secret': 'set'" in shown
+    assert "'jwt_secret': True" in shown
 
 
 def _labelhub(*args, env=None, cwd=None):
@@ -171,3 +171,76 @@ def test_settings_type_has_a_documented_variable_for_every_field():
 
     for name in Settings.model_fields:
         assert f"{name.upper()}=" in example, f"{name.upper()} missing in .env.example"
+
+
+def test_the_example_env_file_loads_as_it_is(tmp_path):
+    """`cp .env.example .env` is the first thing people do."""
+    example = Path(__file__).parent.parent / ".env.example"
+    (tmp_path / ".env").write_text(example.read_text())
+
+    result = _labelhub("migrate", env={"PATH": "/usr/bin:/bin"}, cwd=tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    assert "applied" in result.stdout
+
+
+def test_webhook_actions_are_a_comma_list_of_label_studio_actions(monkeypatch):
+    monkeypatch.setenv("LS_WEBHOOK_ACTIONS", "ANNOTATION_CREATED, TASKS_DELETED")
+    assert load_settings().ls_webhook_actions == ("ANNOTATION_CREATED", "TASKS_DELETED")
+
+    monkeypatch.setenv("LS_WEBHOOK_ACTIONS", "ANNOTATION_CREATED,BOGUS")
+    with pytest.raises(ConfigError, match="LS_WEBHOOK_ACTIONS: BOGUS not among"):
+        load_settings()
+
+
+@pytest.mark.parametrize(
+    ("url", "complaint"),
+    [
+        ("postgresql://u:DbPw@h:5432x/db", "the port after the host must be a number"),
+        ("postgresql://u:DbPw@h:99999/db", "port 99999 is not 1 to 65535"),
+        ("postgresql://u:DbPw@[bad/db", "'[bad' is not a host name or address"),
+    ],
+)
+def test_a_malformed_database_url_is_named_without_any_secret(tmp_path, url, complaint):
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "DATABASE_URL": url,
+        "JWT_SECRET": "J" * 40,
+        "LS_API_TOKEN": "token-that-must-not-show",
+        "WEBHOOK_SECRET": "W" * 40,
+    }
+
+    result = _labelhub("serve", env=env, cwd=tmp_path)
+
+    assert result.returncode == 2
+    line = result.stderr.strip()
+    assert line.startswith(f"labelhub: configuration error: DATABASE_URL: {complaint}")
+    assert "\n" not in line
+    for secret in ("DbPw", "J" * 40, "token-that-must-not-show", "W" * 40):
+        assert secret not in result.stderr
+
+
+def test_an_unreachable_database_is_one_line_not_a_traceback(tmp_path):
+    env = {"PATH": "/usr/bin:/bin", "DATABASE_URL": "postgresql://u@127.0.0.1:9/db"}
+
+    result = _labelhub("migrate", env=env, cwd=tmp_path)
+
+    assert result.returncode == 1
+    assert result.stderr.startswith("labelhub: the database cannot be used:")
+    assert "Traceback" not in result.stderr
+
+
+def test_a_taken_port_is_one_line_not_a_traceback(tmp_path):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {"PATH": "/usr/bin:/bin"}
+
+        result = _labelhub("serve", "--port", str(port), env=env, cwd=tmp_path)
+
+    assert result.returncode == 1
+    assert f"labelhub: cannot listen on 127.0.0.1:{port}" in result.stderr
+    assert "Traceback" not in result.stderr

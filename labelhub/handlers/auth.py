@@ -51,7 +51,7 @@ async def login(call: Call, body: LoginIn) -> LoginOut:
     app = call.app
     name_key = f"user:{users.normalize(body.username)}"
     throttle_keys = [name_key, f"addr:{call.request.remote or 'unknown'}"]
-    await app[keys.LOGIN_GUARD].check(throttle_keys)
+    await app[keys.LOGIN_GUARD].attempt(throttle_keys)
 
     async with app[keys.SESSIONS]() as session:
         user = await users.find(session, body.username)
@@ -59,11 +59,10 @@ async def login(call: Call, body: LoginIn) -> LoginOut:
     stored_hash = usable.password_hash if usable else None
     valid = await app[keys.PASSWORDS].check(body.password, stored_hash)
     if usable is None or not valid:
-        await app[keys.LOGIN_GUARD].failed(throttle_keys)
         log.info("login_failed", username=users.normalize(body.username))
         raise Unauthorized(WRONG_CREDENTIALS)
 
-    await app[keys.LOGIN_GUARD].succeeded(name_key)
+    await app[keys.LOGIN_GUARD].succeeded(name_key, throttle_keys)
     tokens = app[keys.TOKENS]
     log.info("login_succeeded", username=usable.username, role=usable.role)
     return LoginOut(

@@ -14,7 +14,6 @@ from labelhub.store import users
 from labelhub.store.models import User
 
 routes = Routes("users")
-USERNAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$"
 Role = Literal["admin", "annotator"]
 
 
@@ -43,7 +42,7 @@ class UserOut(BaseModel):
 class UserIn(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid")
 
-    username: str = Field(pattern=USERNAME_PATTERN)
+    username: str = Field(pattern=accounts.USERNAME_PATTERN)
     password: str = Field(min_length=8, max_length=72)
     role: Role
     ls_user_id: BodyId | None = None

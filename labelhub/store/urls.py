@@ -34,10 +34,14 @@ def to_async_url(raw: str) -> URL:
             "DATABASE_URL: not a database URL; write e.g. "
             "postgresql://user@host:5432/db or sqlite:///path/to/file.db"
         ) from None
+    except ValueError:  # the port is not a number
+        raise ConfigError(
+            "DATABASE_URL: the port after the host must be a number, e.g. "
+            "postgresql://user@host:5432/db"
+        ) from None
 
     if url.drivername in _POSTGRES_SCHEMES:
-        if not url.database:
-            raise ConfigError("DATABASE_URL: names no database (…/dbname)")
+        _check_server(url)
         return url.set(drivername="postgresql+psycopg")
     if url.drivername in _SQLITE_SCHEMES:
         if not url.database or url.database == ":memory:":
@@ -50,6 +54,16 @@ def to_async_url(raw: str) -> URL:
         f"DATABASE_URL: unsupported database {url.drivername!r}; "
         "labelhub runs on PostgreSQL or SQLite"
     )
+
+
+def _check_server(url: URL) -> None:
+    if not url.database:
+        raise ConfigError("DATABASE_URL: names no database (…/dbname)")
+    if url.port is not None and not 1 <= url.port <= 65535:
+        raise ConfigError(f"DATABASE_URL: port {url.port} is not 1 to 65535")
+    host = url.host or ""
+    if any(char in host for char in "[]/ ") or (host and not host.strip(".")):
+        raise ConfigError(f"DATABASE_URL: {host!r} is not a host name or address")
 
 
 def masked(url: URL) -> str:
