@@ -343,6 +343,27 @@ async def test_annotator_sees_exactly_her_tasks_with_links(
     assert [task["id"] for task in his["tasks"]] == [22, 23, 24]
 
 
+async def test_a_task_deleted_in_label_studio_leaves_the_annotators_queue(
+    client, admin, ann
+):
+    dataset_id = await _imported_dataset(client, admin, count=3)
+    await client.post(
+        f"/datasets/{dataset_id}/auto_assign?username=ann&count=3", headers=admin
+    )
+    async with client.app[keys.SESSIONS].begin() as session:
+        await session.execute(update(Task).where(Task.id == 2).values(status="deleted"))
+
+    queue = await (await client.get("/annotator/tasks", headers=ann)).json()
+    gone = await (
+        await client.get("/annotator/tasks?status=deleted", headers=ann)
+    ).json()
+    stats = await (await client.get("/annotator/stats", headers=ann)).json()
+
+    assert [task["id"] for task in queue["tasks"]] == [1, 3]
+    assert [(task["id"], task["link"]) for task in gone["tasks"]] == [(2, None)]
+    assert stats["assigned"] == 2
+
+
 async def test_annotator_stats_count_her_own_work(client, admin, ann):
     dataset_id = await _imported_dataset(client, admin)
     await client.post(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import re
 from datetime import UTC, datetime, timedelta
 
 import jwt
@@ -310,3 +311,26 @@ async def test_no_password_or_token_reaches_the_log(client, logs):
         headers["Authorization"][7:],
     ):
         assert secret not in text
+
+
+def _admin_routes():
+    from labelhub.daemon import ROUTE_GROUPS
+    from labelhub.handlers.routing import Access
+
+    return [
+        (endpoint.method, re.sub(r"\{[^}]+\}", "1", endpoint.path))
+        for group in ROUTE_GROUPS
+        for endpoint in group.endpoints
+        if endpoint.access is Access.ADMIN
+    ]
+
+
+@pytest.mark.parametrize(("method", "path"), _admin_routes())
+async def test_every_admin_route_refuses_an_annotator(client, admin, ann, method, path):
+    """Read from the route declarations: a new admin route is tried too."""
+    await client.post("/datasets", json={"name": "d"}, headers=admin)
+
+    response = await client.request(method, path, json={"name": "x"}, headers=ann)
+
+    assert response.status == 403
+    assert "admins only" in (await response.json())["error"]["message"]

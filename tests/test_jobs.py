@@ -293,6 +293,57 @@ async def test_a_runner_that_lost_its_lease_stops_without_finishing(sessions):
     assert (job.status, job.lease_owner) == ("running", "b")
 
 
+async def test_work_stops_when_the_lease_cannot_be_renewed_in_time(
+    sessions, monkeypatch
+):
+    """The database is gone while a job runs: another daemon may take it."""
+    started = asyncio.Event()
+    cancelled = asyncio.Event()
+
+    async def handler(ctx):
+        started.set()
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+        return "never"
+
+    async def unreachable(*args, **kwargs):
+        raise OSError("connection refused")
+
+    [job_id] = await _enqueue(sessions)
+    runner = _runner(sessions, handler, owner="a", settings=_settings(job_lease_s=5))
+    task = asyncio.create_task(runner.run_once())
+    await asyncio.wait_for(started.wait(), 5)
+    monkeypatch.setattr(jobs, "renew_lease", unreachable)
+
+    await asyncio.wait_for(cancelled.wait(), 10)
+    await task
+
+    job = await _job(sessions, job_id)
+    assert job.status == "running"  # left for whoever claims it once it lapses
+
+
+async def test_a_retry_asked_for_gets_a_fresh_count_of_attempts(
+    client, admin, sessions
+):
+    created = await (
+        await client.post("/datasets", json={"name": "d"}, headers=admin)
+    ).json()
+    job_id = (
+        await (
+            await client.post(f"/datasets/{created['id']}/import_to_ls", headers=admin)
+        ).json()
+    )["job_id"]
+    async with sessions.begin() as session:
+        await session.execute(update(Job).values(status="failed", attempts=9))
+
+    await client.post(f"/jobs/{job_id}/retry", headers=admin)
+
+    assert (await _job(sessions, job_id)).attempts == 0
+
+
 async def test_a_second_import_of_a_dataset_is_409_naming_the_first(client, admin):
     created = await (
         await client.post("/datasets", json={"name": "d"}, headers=admin)

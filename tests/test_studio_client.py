@@ -85,6 +85,19 @@ async def test_a_401_renews_the_access_token_once(session, fake_studio):
     assert fake_studio.refresh_count == 2
 
 
+@pytest.mark.parametrize("fault", [{"status": 503}, {"drop": True}])
+async def test_a_failed_renewal_is_retried_like_the_call_it_serves(
+    session, fake_studio, fault
+):
+    """Label Studio restarts just when the access token is due."""
+    client = _client(session, fake_studio, fake_studio.pat)
+    fake_studio.fail("POST", "/api/token/refresh", **fault)
+
+    assert (await client.whoami())["email"] == "admin@example.com"
+    assert fake_studio.refresh_count == 1
+    assert len(_no_wait.waits) == 1
+
+
 async def test_a_refused_personal_access_token_says_what_to_do(session, fake_studio):
     fake_pat = fake_studio.pat[:-4] + "AAAA"
     client = _client(session, fake_studio, fake_pat)

@@ -61,6 +61,8 @@ class OwnStats(BaseModel):
 
 
 def studio_link(settings: Settings, row: TaskRow) -> str | None:
+    if row.status == "deleted":
+        return None
     if not (settings.ls_base_url and row.ls_project_id and row.ls_task_id):
         return None
     project = f"{settings.ls_base_url}/projects/{row.ls_project_id}"
@@ -84,9 +86,14 @@ async def own_tasks(call: Call, query: OwnTasksQuery) -> OwnTaskPage:
     """The caller's own tasks in id order, each with a link into Label Studio.
 
     Filter by dataset and status; pass `next_after` as `after` to read on.
+    Tasks deleted in Label Studio are left out unless `status=deleted` asks
+    for them (they have no link: there is nothing left to open).
     """
     wanted = tasks.TaskFilter(
-        dataset_id=query.dataset_id, status=query.status, assignee_id=call.me.id
+        dataset_id=query.dataset_id,
+        status=query.status,
+        assignee_id=call.me.id,
+        live=query.status is None,
     )
     async with call.app[keys.SESSIONS]() as session:
         rows = await tasks.page(

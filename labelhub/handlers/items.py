@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any, ClassVar, Self
 
 from aiohttp import web
 
 from labelhub import keys
 from labelhub.errors import BadRequest, Invalid
+from labelhub.handlers import json_text
 from labelhub.handlers.routing import RawBody, read_body
 from labelhub.studio.client import LABELHUB_ID
 
@@ -80,10 +80,7 @@ def _decode(raw: bytes) -> str:
 def _json_array(text: str) -> list[Any]:
     if not text.strip():
         raise BadRequest("the body is empty; send a JSON array or JSON Lines of items")
-    try:
-        items = json.loads(text)
-    except ValueError as exc:
-        raise BadRequest(f"the body is not valid JSON: {exc}") from None
+    items = json_text.loads(text)
     if not isinstance(items, list):
         raise Invalid("items: send a JSON array of objects, or JSON Lines")
     return items
@@ -91,12 +88,8 @@ def _json_array(text: str) -> list[Any]:
 
 def _json_lines(text: str) -> list[Any]:
     items = []
-    loads = json.loads
+    loads = json_text.loads
     for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            items.append(loads(line))
-        except ValueError as exc:
-            raise BadRequest(f"line {number} is not valid JSON: {exc}") from None
+        if line.strip():
+            items.append(loads(line, f"line {number}"))
     return items

@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import enum
 import inspect
-import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Self, get_type_hints
 
@@ -23,6 +22,7 @@ from aiohttp import web
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from labelhub.errors import BadRequest, Invalid, PayloadTooLarge
+from labelhub.handlers import json_text
 from labelhub.handlers.callers import Caller, authenticate
 
 Handler = Callable[..., Awaitable[Any]]
@@ -189,9 +189,9 @@ async def _parse(
     if isinstance(model, type) and issubclass(model, RawBody):
         return await model.read(request, endpoint.max_body_bytes)
     if name == "path":
-        return validate(model, dict(request.match_info), where="path")
+        return validate(model, _plain(request.match_info, "path"), where="path")
     if name == "query":
-        return validate(model, dict(request.query), where="query")
+        return validate(model, _plain(request.query, "query"), where="query")
     data = await read_json(request, endpoint.max_body_bytes)
     return validate(model, data, where="body")
 
@@ -219,9 +219,23 @@ async def read_json(request: web.Request, limit_bytes: int) -> Any:
     if not raw.strip():
         raise BadRequest("the request needs a JSON body")
     try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BadRequest(f"the body is not valid JSON: {exc}") from None
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadRequest(f"the body is not UTF-8 text: {exc}") from None
+    return json_text.loads(text)
+
+
+def _plain(values: Mapping[str, str], where: str) -> dict[str, str]:
+    """Path or query values as one dict; a name given twice, or a NUL
+    (which no database can store), is refused rather than half-used."""
+    plain: dict[str, str] = {}
+    for name, value in values.items():
+        if name in plain:
+            raise BadRequest(f"{where}: {name} is given more than once")
+        if "\x00" in value or "\x00" in name:
+            raise BadRequest(f"{where}: {name} holds a NUL character")
+        plain[name] = value
+    return plain
 
 
 def validate(model: Any, data: Any, *, where: str) -> Any:

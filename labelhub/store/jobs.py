@@ -187,7 +187,8 @@ async def get(session: AsyncSession, job_id: int) -> Job:
 
 
 async def requeue_failed(session: AsyncSession, job_id: int) -> Job:
-    """Queue a failed job again; it resumes where it stopped."""
+    """Queue a failed job again; it resumes where it stopped, with a fresh
+    count of attempts (a person asked for it)."""
     job = await get(session, job_id)
     if job.status != "failed":
         raise Conflict(
@@ -196,6 +197,7 @@ async def requeue_failed(session: AsyncSession, job_id: int) -> Job:
     try:
         async with session.begin_nested():
             job.status = "queued"
+            job.attempts = 0
             job.message = "queued for retry"
             job.error = None
             job.finished_at = None

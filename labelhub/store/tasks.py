@@ -91,6 +91,7 @@ class TaskFilter:
     unassigned: bool = False
     label: str | None = None
     unlabeled: bool = False
+    live: bool = False  # leave out tasks deleted in Label Studio
 
 
 async def page(
@@ -134,6 +135,8 @@ def _where(query: Any, wanted: TaskFilter) -> Any:
         query = query.where(Task.label == wanted.label)
     if wanted.unlabeled:
         query = query.where(Task.label.is_(None))
+    if wanted.live:
+        query = query.where(Task.status != "deleted")
     return query
 
 

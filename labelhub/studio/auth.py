@@ -95,10 +95,26 @@ class PersonalAccessToken:
             ) as response:
                 body = await response.json(content_type=None)
                 status = response.status
-        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            # Renewing is safe to repeat: the call it serves is retried.
             raise StudioError(
-                call, f"could not renew the access token: {exc!r}"
+                call,
+                f"could not renew the access token: {exc!r}",
+                kind="timeout" if isinstance(exc, TimeoutError) else "connect",
+                retryable=True,
             ) from exc
+        except ValueError as exc:
+            raise StudioError(
+                call, f"the renewal's answer is not JSON: {exc}", kind="invalid"
+            ) from exc
+        if status == 429 or status >= 500:
+            raise StudioError(
+                call,
+                f"HTTP {status}: Label Studio could not renew the access token "
+                "just now",
+                http_status=status,
+                retryable=True,
+            )
         if status != 200 or not isinstance(body, dict) or "access" not in body:
             raise StudioError(
                 call,

@@ -183,15 +183,30 @@ class JobRunner:
             return "failed", f"internal error: {type(exc).__name__}", repr(exc)
 
     async def _keep_lease(self, job: Job, work: asyncio.Task[Any]) -> None:
+        """Renew the lease every third of it; stop the work once it may lapse.
+
+        A renewal that fails (the database restarting) is tried again at the
+        next step; if the lease could lapse before that step, the work stops,
+        since another daemon may take the job then. It resumes later.
+        """
         lease_s = self.settings.job_lease_s
+        step_s = lease_s / 3
+        expires_s = time.monotonic() + lease_s
         while True:
-            await asyncio.sleep(lease_s / 3)
-            async with self.sessions.begin() as session:
-                held = await jobs.renew_lease(session, job.id, self.owner, lease_s)
+            await asyncio.sleep(step_s)
+            try:
+                async with self.sessions.begin() as session:
+                    held = await jobs.renew_lease(session, job.id, self.owner, lease_s)
+            except Exception as exc:
+                log.warning("job_lease_not_renewed", reason=repr(exc)[:200])
+                if time.monotonic() + step_s < expires_s:
+                    continue
+                held = False
             if not held:
                 log.warning("job_lease_lost")
                 work.cancel()
                 return
+            expires_s = time.monotonic() + lease_s
 
     def _context(self, job: Job) -> JobContext:
         return JobContext(
