@@ -126,13 +126,49 @@ async def test_metrics_count_webhook_deliveries_by_action_and_outcome(
 
 
 async def test_an_incoming_request_id_reaches_every_log_line_of_the_request(
-    client, admin, logs
+    client, logs
 ):
-    await client.post(
-        "/datasets", json={"name": "d"}, headers={**admin, "X-Request-ID": "trace-42"}
+    """Lines logged inside the handler carry it, not only the closing one."""
+    response = await client.post(
+        "/auth/login",
+        json={"username": "ann", "password": "wrong-password"},
+        headers={"X-Request-ID": "trace-42"},
     )
 
-    lines = [line for line in logs.events() if line.get("request_id") == "trace-42"]
+    failed = logs.events("login_failed")
+    finished = [
+        line
+        for line in logs.events("request_finished")
+        if line["path"] == "/auth/login"
+    ]
+    assert response.headers["X-Request-ID"] == "trace-42"
+    assert [line["request_id"] for line in failed] == ["trace-42"]
+    assert [line["request_id"] for line in finished] == ["trace-42"]
 
-    assert {line["event"] for line in lines} >= {"request_finished"}
-    assert all(line["request_id"] == "trace-42" for line in lines)
+
+async def test_metrics_follow_a_reconciliation(synced, fake_studio):
+    """Runs, drift by kind, lag, the job's duration and Label Studio's calls."""
+    from tests.test_reconcile import _export
+
+    client = await synced(count=3)
+    fake_studio.annotate(sorted(fake_studio.tasks)[0], "OK")
+    await _export(client)
+
+    metrics = await (await client.get("/metrics")).text()
+    registry = client.app[keys.METRICS].registry
+    value = registry.get_sample_value
+
+    assert (
+        value("labelhub_reconciliations_total", {"mode": "full", "outcome": "success"})
+        == 1
+    )
+    assert value("labelhub_drift_repaired_total", {"kind": "annotations_created"}) == 1
+    assert value("labelhub_job_duration_seconds_count", {"kind": "export"}) == 1
+    assert value("labelhub_jobs_total", {"kind": "export", "outcome": "success"}) == 1
+    assert (
+        value("labelhub_studio_call_duration_seconds_count", {"endpoint": "tasks"}) >= 1
+    )
+    lag = value("labelhub_reconciliation_lag_seconds", {"project": str(client.project)})
+    assert lag is not None
+    assert 0 <= lag < 60
+    assert 'labelhub_tasks{dataset="1",status="labeled"} 1.0' in metrics

@@ -42,7 +42,7 @@ class OwnTaskPage(BaseModel):
 
 
 class OwnTaskPath(BaseModel):
-    task_id: int = Field(ge=1, le=2**63 - 1)
+    task_id: int = Field(ge=1, le=2**63 - 1, examples=[1])
 
 
 class OwnStatsQuery(BaseModel):

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from labelhub import keys
 from labelhub.errors import Unauthorized
+from labelhub.handlers.fields import NO_NUL
 from labelhub.handlers.routing import Access, Call, Routes
 from labelhub.store import users
 
@@ -21,8 +22,8 @@ WRONG_CREDENTIALS = "wrong username or password"
 class LoginIn(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid")
 
-    username: str = Field(min_length=1, max_length=254)
-    password: str = Field(min_length=1, max_length=1024)
+    username: str = Field(min_length=1, max_length=254, pattern=NO_NUL)
+    password: str = Field(min_length=1, max_length=1024, pattern=NO_NUL)
 
 
 class LoginOut(BaseModel):

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from labelhub import keys
 from labelhub.demo import demo_items
-from labelhub.handlers.fields import BodyId, Item
+from labelhub.handlers.fields import NO_NUL, BodyId, Item
 from labelhub.handlers.items import ItemsUpload, check_items
 from labelhub.handlers.routing import Access, Call, Routes
 from labelhub.store import datasets, jobs, tasks, users
@@ -24,7 +24,7 @@ Status = Literal["new", "imported", "labeled", "deleted"]
 class DatasetIn(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid")
 
-    name: str = Field(min_length=1, max_length=200)
+    name: str = Field(min_length=1, max_length=200, pattern=NO_NUL)
     ls_project_id: BodyId | None = None
     items: list[Item] | None = Field(
         None,
@@ -59,7 +59,7 @@ class DatasetOut(BaseModel):
 
 
 class DatasetPath(BaseModel):
-    dataset_id: int = Field(ge=1, le=2**31 - 1)
+    dataset_id: int = Field(ge=1, le=2**31 - 1, examples=[1])
 
 
 class ItemsAdded(BaseModel):
@@ -72,9 +72,9 @@ class TaskListQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     status: Status | None = None
-    assigned_to: str | None = Field(None, min_length=1, max_length=254)
+    assigned_to: str | None = Field(None, min_length=1, max_length=254, pattern=NO_NUL)
     unassigned: bool = False
-    label: str | None = Field(None, min_length=1, max_length=200)
+    label: str | None = Field(None, min_length=1, max_length=200, pattern=NO_NUL)
     after: int | None = Field(None, ge=0, le=2**63 - 1)
     limit: int = Field(100, ge=1, le=1000)
 

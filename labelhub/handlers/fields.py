@@ -14,6 +14,9 @@ def _integral(value: Any) -> Any:
     return value
 
 
+# No text labelhub stores may hold a NUL: PostgreSQL cannot keep one.
+NO_NUL = r"^[^\x00]*$"
+
 JsonInt = Annotated[int, BeforeValidator(_integral)]
 # One dataset item: a non-empty object that does not use labelhub's own key.
 Item = Annotated[

@@ -42,13 +42,21 @@ class ItemsUpload(RawBody):
     openapi: ClassVar[dict[str, Any]] = {
         "required": True,
         "description": "A JSON array of objects, or JSON Lines with one object "
-        "per line. Each object becomes the data of one Label Studio task.",
+        "per line. Each object becomes the data of one Label Studio task. Up "
+        "to ITEMS_MAX_COUNT items (200,000 unless set) and ITEMS_MAX_BODY_MB "
+        "(100 MB unless set); an object may not use the key "
+        f"`{LABELHUB_ID}` (labelhub's own), and no string in it may hold a "
+        "NUL or an unpaired surrogate (400).",
         "content": {
             "application/json": {
                 "schema": {
                     "type": "array",
                     "minItems": 1,
-                    "items": {"type": "object", "minProperties": 1},
+                    "items": {
+                        "type": "object",
+                        "minProperties": 1,
+                        "not": {"required": [LABELHUB_ID]},
+                    },
                 }
             },
             "application/x-ndjson": {"schema": {"type": "string"}},

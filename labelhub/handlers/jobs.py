@@ -59,7 +59,7 @@ class JobOut(BaseModel):
 
 
 class JobPath(BaseModel):
-    job_id: int = Field(ge=1, le=2**31 - 1)
+    job_id: int = Field(ge=1, le=2**31 - 1, examples=[1])
 
 
 class JobListQuery(BaseModel):

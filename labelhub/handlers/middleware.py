@@ -16,6 +16,8 @@ from labelhub.errors import LabelhubError, TooManyRequests
 log = structlog.get_logger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# The request's id, for work it hands to other tasks (their lines carry it).
+REQUEST_ID = web.RequestKey("request_id", str)
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
@@ -39,6 +41,7 @@ async def serve_request(request: web.Request, handler: Handler) -> web.StreamRes
     request_id = given if _REQUEST_ID.match(given) else os.urandom(16).hex()
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(request_id=request_id)
+    request[REQUEST_ID] = request_id
     started = time.perf_counter()
 
     response = await _answer(request, handler)

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from labelhub import keys
 from labelhub.errors import NotFound
+from labelhub.handlers.fields import NO_NUL
 from labelhub.handlers.routing import Access, Call, Routes
 from labelhub.store import assignments, datasets
 from labelhub.store.models import Annotation, Task, User
@@ -19,15 +20,17 @@ routes = Routes("tasks")
 
 
 class TaskPath(BaseModel):
-    task_id: int = Field(ge=1, le=2**63 - 1)
+    task_id: int = Field(ge=1, le=2**63 - 1, examples=[1])
 
 
 class AssignPath(TaskPath):
-    username: str = Field(min_length=1, max_length=254)
+    username: str = Field(
+        min_length=1, max_length=254, pattern=NO_NUL, examples=["ann"]
+    )
 
 
 class DatasetPath(BaseModel):
-    dataset_id: int = Field(ge=1, le=2**31 - 1)
+    dataset_id: int = Field(ge=1, le=2**31 - 1, examples=[1])
 
 
 class AnnotationOut(BaseModel):
@@ -56,13 +59,13 @@ class AutoAssignQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     username: str | None = Field(
-        None, min_length=1, max_length=254, description="one annotator"
+        None, min_length=1, max_length=254, pattern=NO_NUL, description="one annotator"
     )
     usernames: str | None = Field(
         None,
         min_length=1,
         max_length=2000,
-        pattern=r"^[^,]*[^,\s][^,]*(,[^,]*)*$",
+        pattern=r"^[^,\x00]*[^,\s\x00][^,\x00]*(,[^,\x00]*)*$",
         description="several annotators, comma-separated; their open "
         "workloads are evened out",
     )

@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from labelhub import accounts, keys
-from labelhub.handlers.fields import BodyId
+from labelhub.handlers.fields import NO_NUL, BodyId
 from labelhub.handlers.routing import Access, Call, Routes
 from labelhub.store import users
 from labelhub.store.models import User
@@ -43,24 +43,26 @@ class UserIn(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid")
 
     username: str = Field(pattern=accounts.USERNAME_PATTERN)
-    password: str = Field(min_length=8, max_length=72)
+    password: str = Field(min_length=8, max_length=72, pattern=NO_NUL)
     role: Role
     ls_user_id: BodyId | None = None
-    ls_email: str | None = Field(None, min_length=3, max_length=254)
+    ls_email: str | None = Field(None, min_length=3, max_length=254, pattern=NO_NUL)
 
 
 class UserPatch(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid")
 
-    password: str | None = Field(None, min_length=8, max_length=72)
+    password: str | None = Field(None, min_length=8, max_length=72, pattern=NO_NUL)
     role: Role | None = None
     active: bool | None = None
     ls_user_id: BodyId | None = None
-    ls_email: str | None = Field(None, min_length=3, max_length=254)
+    ls_email: str | None = Field(None, min_length=3, max_length=254, pattern=NO_NUL)
 
 
 class UserPath(BaseModel):
-    username: str = Field(min_length=1, max_length=254)
+    username: str = Field(
+        min_length=1, max_length=254, pattern=NO_NUL, examples=["ann"]
+    )
 
 
 @routes.get("/users", access=Access.ADMIN)

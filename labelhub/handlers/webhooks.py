@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from labelhub import keys
 from labelhub.errors import BadRequest
+from labelhub.handlers.middleware import REQUEST_ID
 from labelhub.handlers.routing import Access, Call, RawBody, Routes, read_body
 from labelhub.store import webhook_events
 from labelhub.studio.payloads import Malformed
@@ -84,7 +85,9 @@ async def receive_webhook(
     """
     event = await _event_of(call, body.raw, query.project)
 
-    outcome = await call.app[keys.WEBHOOKS].submit(event, body.received_s)
+    outcome = await call.app[keys.WEBHOOKS].submit(
+        event, body.received_s, call.request.get(REQUEST_ID)
+    )
     duration_s = time.perf_counter() - body.received_s
     call.app[keys.METRICS].observe_webhook(
         _metric_action(event.action), outcome.status, duration_s

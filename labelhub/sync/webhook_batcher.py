@@ -37,6 +37,7 @@ TRACKED_REFRESH_S = 30.0
 class Delivery:
     event: Event
     received_s: float
+    request_id: str | None
     answer: asyncio.Future[Outcome] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
@@ -71,9 +72,11 @@ class WebhookBatcher:
             await asyncio.gather(self._worker, return_exceptions=True)
         await self._batches.close()
 
-    async def submit(self, event: Event, received_s: float) -> Outcome:
+    async def submit(
+        self, event: Event, received_s: float, request_id: str | None = None
+    ) -> Outcome:
         """Apply one event; returns once its change is committed."""
-        delivery = Delivery(event, received_s)
+        delivery = Delivery(event, received_s, request_id)
         self._queue.put_nowait(delivery)
         return await delivery.answer
 
@@ -93,11 +96,19 @@ class WebhookBatcher:
             except ConnectionLost:
                 # The database restarted, or a proxy closed an idle
                 # connection: nothing was committed; once more on a new one.
-                log.warning("webhook_connection_lost", deliveries=len(batch))
+                log.warning(
+                    "webhook_connection_lost",
+                    deliveries=len(batch),
+                    request_ids=[delivery.request_id for delivery in batch[:20]],
+                )
                 outcomes = await self._commit(batch)
         except Exception:
             if len(batch) == 1:
-                log.exception("webhook_commit_failed", action=batch[0].event.action)
+                log.exception(
+                    "webhook_commit_failed",
+                    action=batch[0].event.action[:64],
+                    request_id=batch[0].request_id,
+                )
                 _fail(batch[0])
                 return
             # One bad event must not sink the others: apply each on its own.

@@ -2,10 +2,11 @@
 // jobs (see jobs.js), auto-assignment and the latest drift report.
 
 import { get, post, withQuery } from "./api.js";
-import { followUnfinishedJobs, jobButtons, showLatestDrift } from "./jobs.js";
+import { showRecentJobs, jobButtons, showLatestDrift } from "./jobs.js";
 import {
   formatNumber,
   h,
+  keepFresh,
   labelChart,
   legend,
   numberHeading,
@@ -22,12 +23,25 @@ function progressParts(counts) {
   return parts;
 }
 
+// Webhooks and jobs change the numbers while a page is open.
+const LIST_REFRESH_MS = 5000;
+const DATASET_REFRESH_MS = 5000;
+
 function labeledSummary(labeled, total) {
   const counted = `${formatNumber(labeled)} of ${formatNumber(total)} tasks labeled`;
   return `${counted} (${percentOf(labeled, total)}%)`;
 }
 
 export async function showDatasetList(view, signal) {
+  const heading = h("h1", { tabIndex: -1 }, "Datasets");
+  view.replaceChildren(heading, await datasetListing(signal));
+  keepFresh(signal, LIST_REFRESH_MS, async () => {
+    const listing = await datasetListing(signal);
+    view.replaceChildren(heading, listing);
+  });
+}
+
+async function datasetListing(signal) {
   const datasets = await get("/datasets", { signal });
 
   const rows = datasets.map((dataset) => {
@@ -46,14 +60,13 @@ export async function showDatasetList(view, signal) {
       ),
     );
   });
-  const listing = datasets.length
+  return datasets.length
     ? table(
         "Tasks of each dataset by status",
         ["Dataset", numberHeading("Tasks"), "Progress"],
         rows,
       )
     : h("p", { class: "empty" }, "There is no dataset yet; create one with POST /datasets.");
-  view.replaceChildren(h("h1", { tabIndex: -1 }, "Datasets"), listing);
 }
 
 export async function showDataset(view, signal, datasetId) {
@@ -102,7 +115,12 @@ export async function showDataset(view, signal, datasetId) {
     ),
   );
   await Promise.all([refreshStats(page), showLatestDrift(page)]);
-  followUnfinishedJobs(page);
+  showRecentJobs(page);
+  // Jobs started elsewhere (another admin, the scheduler) show up too.
+  keepFresh(signal, DATASET_REFRESH_MS, async () => {
+    await Promise.all([refreshStats(page), showLatestDrift(page)]);
+    showRecentJobs(page);
+  });
 }
 
 function section(name, title, ...content) {

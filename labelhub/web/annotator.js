@@ -2,9 +2,19 @@
 // linking into Label Studio. The API answers only the caller's own tasks.
 
 import { get, withQuery } from "./api.js";
-import { formatNumber, h, numberHeading, percentOf, reportError, table } from "./ui.js";
+import {
+  formatNumber,
+  h,
+  keepFresh,
+  numberHeading,
+  percentOf,
+  reportError,
+  table,
+} from "./ui.js";
 
 const PAGE_SIZE = 50;
+// Labels saved in Label Studio reach labelhub by webhook within moments.
+const REFRESH_MS = 10000;
 const PREVIEW_CHARS = 160;
 const STATUS_CHOICES = [
   ["", "All my tasks"],
@@ -33,6 +43,12 @@ export async function showOwnTasks(view, signal) {
     ),
   );
   await Promise.all([showOwnStats(page), showTaskList(page)]);
+  // The list is shown again only while it holds its first page and has no
+  // focus: a list the annotator is reading or moving through stays put.
+  keepFresh(signal, REFRESH_MS, () => {
+    const reading = page.readOn || page.tasks.contains(document.activeElement);
+    return Promise.all([showOwnStats(page), reading ? null : showTaskList(page)]);
+  });
 }
 
 async function showOwnStats(page) {
@@ -94,6 +110,7 @@ async function showTaskList(page, after = null) {
   if (request !== page.lastRequest) return []; // a newer filter's answer wins
 
   const rows = answer.tasks.map(taskRow);
+  page.readOn = after !== null;
   if (after === null) page.tasks.replaceChildren(taskTable(rows));
   else page.tasks.querySelector("tbody").append(...rows);
   if (answer.next_after !== null) page.tasks.append(moreButton(page, answer.next_after));

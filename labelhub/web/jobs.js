@@ -20,6 +20,7 @@ import {
 const JOB_POLL_MS = 1000;
 const STATS_REFRESH_MS = 3000;
 const FINISHED = new Set(["success", "failed"]);
+const RECENT_JOBS = 5;
 const JOB_NAMES = { import: "Import", export: "Export", reconcile: "Reconciliation" };
 
 export function jobButtons(page) {
@@ -43,27 +44,41 @@ async function startJob(page, action, button) {
   }
 }
 
-/** Jobs of this dataset that were running before the page opened are followed too. */
-export async function followUnfinishedJobs(page) {
+/**
+ * The dataset's recent jobs, and recent reconciliations of its project,
+ * that this page has not shown yet: those run before it opened or started
+ * by someone else (another admin, the scheduler). Unfinished ones are
+ * followed until they end.
+ */
+export async function showRecentJobs(page) {
+  const options = { signal: page.signal };
+  const project = page.dataset.ls_project_id;
   try {
-    const path = withQuery("/jobs", { dataset_id: page.dataset.id, limit: 10 });
-    const recent = await get(path, { signal: page.signal });
-    const unfinished = recent.jobs.filter((job) => !FINISHED.has(job.status)).reverse();
-    await Promise.all(unfinished.map((job) => followJob(page, job.id)));
+    const [own, reconciliations] = await Promise.all([
+      get(withQuery("/jobs", { dataset_id: page.dataset.id, limit: RECENT_JOBS }), options),
+      project
+        ? get(withQuery("/jobs", { kind: "reconcile", ls_project_id: project, limit: 3 }), options)
+        : { jobs: [] },
+    ]);
+    const unseen = [...own.jobs, ...reconciliations.jobs]
+      .filter((job) => !page.watching.has(job.id))
+      .sort((a, b) => a.id - b.id);
+    await Promise.all(unseen.map((job) => followJob(page, job.id, job)));
   } catch (error) {
-    reportError(error);
+    if (!page.signal.aborted) reportError(error);
   }
 }
 
 /** Show a job's state every second until it ends; refresh the numbers meanwhile. */
-async function followJob(page, jobId) {
+async function followJob(page, jobId, known = null) {
   if (page.watching.has(jobId)) return;
   page.watching.add(jobId);
-  let job = await get(`/jobs/${jobId}`, { signal: page.signal });
+  let job = known ?? (await get(`/jobs/${jobId}`, { signal: page.signal }));
   const item = h("li", { class: "job", "data-job": jobId });
   page.jobs.prepend(item);
 
   showJob(item, job);
+  if (FINISHED.has(job.status) && known) return; // history: nothing to follow
   let statsShownAt = Date.now();
   while (!FINISHED.has(job.status)) {
     await wait(JOB_POLL_MS, page.signal);

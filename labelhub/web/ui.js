@@ -149,3 +149,28 @@ export function wait(delay_ms, signal) {
     );
   });
 }
+
+/**
+ * Call `refresh` every `interval_ms` while the page lives (until `signal`
+ * aborts), skipping turns while the tab is hidden. A failed turn is
+ * reported once and the next one tried, so a blip does not stop the page.
+ */
+export async function keepFresh(signal, interval_ms, refresh) {
+  let failing = false;
+  while (!signal.aborted) {
+    try {
+      await wait(interval_ms, signal);
+    } catch {
+      return; // the page was left
+    }
+    if (document.visibilityState === "hidden") continue;
+    try {
+      await refresh();
+      failing = false;
+    } catch (error) {
+      if (signal.aborted) return;
+      if (!failing) reportError(error);
+      failing = true;
+    }
+  }
+}

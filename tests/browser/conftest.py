@@ -9,17 +9,28 @@ Chromium, as its own browser download is not possible on CI.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sqlite3
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
-from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
+from playwright.sync_api import (
+    Browser,
+    ConsoleMessage,
+    Page,
+    Response,
+    expect,
+    sync_playwright,
+)
 
 from tests.daemon_process import Daemon
+from tests.fake_studio import FakeStudio
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -86,6 +97,75 @@ def daemon(tmp_path: Path) -> Iterator[BrowserDaemon]:
     assert exit_code == 0, running.log_tail()
 
 
+class StudioThread:
+    """The fake Label Studio on an event loop of its own, in a thread.
+
+    The tests here are synchronous (Playwright's sync API); `run` calls
+    something on the fake inside its loop and waits for it.
+    """
+
+    def __init__(self) -> None:
+        self._ready = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self.fake: FakeStudio | None = None
+        self._thread = threading.Thread(target=asyncio.run, args=(self._serve(),))
+
+    async def _serve(self) -> None:
+        async with FakeStudio() as fake:
+            self.fake = fake
+            self._loop = asyncio.get_running_loop()
+            self._stop = asyncio.Event()
+            self._ready.set()
+            await self._stop.wait()
+
+    def __enter__(self) -> StudioThread:
+        self._thread.start()
+        if not self._ready.wait(10):
+            raise RuntimeError("the fake Label Studio did not start")
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        assert self._loop is not None
+        assert self._stop is not None
+        self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(10)
+
+    def run(self, work: Callable[[FakeStudio], Any]) -> Any:
+        """`work(fake)` inside the fake's loop; its result."""
+        assert self._loop is not None
+
+        async def call() -> Any:
+            return work(self.fake)  # type: ignore[arg-type]
+
+        future = asyncio.run_coroutine_threadsafe(call(), self._loop)
+        return future.result(timeout=10)
+
+
+@pytest.fixture
+def studio() -> Iterator[StudioThread]:
+    with StudioThread() as running:
+        yield running
+
+
+@pytest.fixture
+def wired_daemon(tmp_path: Path, studio: StudioThread) -> Iterator[BrowserDaemon]:
+    """The daemon wired to the fake Label Studio's project."""
+    fake = studio.fake
+    assert fake is not None
+    project = studio.run(lambda fake: fake.project("browser"))
+    running = BrowserDaemon(
+        tmp_path,
+        LS_BASE_URL=fake.url,
+        LS_API_TOKEN=fake.legacy_token,
+        LS_PROJECT_ID=str(project),
+        JOB_POLL_S="0.2",
+    ).start("--demo")
+    yield running
+    exit_code = running.stop()
+    assert exit_code == 0, running.log_tail()
+
+
 @dataclass
 class Seeded:
     """The dataset `browser-demo` and an admin token to change it with."""
@@ -144,7 +224,16 @@ def page(browser: Browser, daemon: BrowserDaemon) -> Iterator[Page]:
         if message.type == "error" and EXPECTED_CONSOLE_ERROR not in message.text:
             problems.append(message.text)
 
+    def note_response(response: Response) -> None:
+        # API answers of 4xx are expected (and the browser logs each as a
+        # failed load); the page's own files must always load.
+        path = urlsplit(response.url).path
+        own_file = path == "/" or path.startswith("/static/")
+        if own_file and response.status >= 400:
+            problems.append(f"{path} answered {response.status}")
+
     tab.on("console", note_console)
+    tab.on("response", note_response)
     tab.on("pageerror", lambda error: problems.append(str(error)))
     yield tab
     context.close()

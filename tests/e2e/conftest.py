@@ -82,8 +82,18 @@ def _postgres_database() -> Iterator[str]:
 
 @pytest.fixture(
     scope="module",
-    params=[("sqlite", "legacy"), ("postgresql", "personal_access_token")],
-    ids=["sqlite-legacy-token", "postgresql-personal-access-token"],
+    params=[
+        ("sqlite", "legacy"),
+        ("postgresql", "personal_access_token"),
+        ("sqlite", "personal_access_token"),
+        ("postgresql", "legacy"),
+    ],
+    ids=[
+        "sqlite-legacy-token",
+        "postgresql-personal-access-token",
+        "sqlite-personal-access-token",
+        "postgresql-legacy-token",
+    ],
 )
 def loop(
     request: pytest.FixtureRequest,

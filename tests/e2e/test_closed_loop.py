@@ -332,14 +332,28 @@ def test_step_8_changes_made_while_labelhub_was_down_are_reconciled(loop: Loop) 
     loop.daemon.stop()
 
     annotate(loop, hers[5]["ls_task_id"], "OK")
-    loop.studio_api(
+    code, body = loop.studio_api(
         "PATCH",
         f"/api/annotations/{third['id']}",
         {"result": [dict(third["result"][0], value={"choices": ["OK"]})]},
     )
-    loop.studio_api("DELETE", f"/api/annotations/{loop.state['notes'][3]['id']}")
+    assert code == 200, f"step 8: changing an annotation answered {code}: {body}"
+    note_id = loop.state["notes"][3]["id"]
+    code, body = loop.studio_api("DELETE", f"/api/annotations/{note_id}")
+    assert code == 204, f"step 8: deleting an annotation answered {code}: {body}"
     code, body = loop.studio_api("DELETE", f"/api/tasks/{hers[6]['ls_task_id']}")
     assert code == 204, f"step 8: deleting a task answered {code}: {body}"
+    # Made and removed while labelhub was down: a late copy of its webhook
+    # must not bring it back.
+    fleeting = annotate(loop, hers[7]["ls_task_id"], "NG")
+    code, body = loop.studio_api("DELETE", f"/api/annotations/{fleeting['id']}")
+    assert code == 204, f"step 8: deleting an annotation answered {code}: {body}"
+    fleeting_event = {
+        "action": "ANNOTATION_CREATED",
+        "annotation": dict(fleeting, project=loop.project_id),
+        "task": {"id": fleeting["task"], "data": {}},
+        "project": {"id": loop.project_id},
+    }
 
     loop.daemon.start("--demo")
     loop.tokens["admin"] = loop.daemon.login("admin", "admin123")
@@ -351,13 +365,16 @@ def test_step_8_changes_made_while_labelhub_was_down_are_reconciled(loop: Loop) 
     assert job["status"] == "success", job
     assert_index_equals_label_studio(loop)
 
-    code, answer = loop.daemon.call(
-        "POST",
-        "/webhooks/label-studio",
-        stale_event,
-        headers={"X-Webhook-Secret": WEBHOOK_SECRET},
-    )
-    assert (code, answer["status"]) == (200, "stale"), answer
+    for event in (stale_event, fleeting_event):
+        code, answer = loop.daemon.call(
+            "POST",
+            "/webhooks/label-studio",
+            event,
+            headers={"X-Webhook-Secret": WEBHOOK_SECRET},
+        )
+        assert (code, answer["status"]) == (200, "stale"), (
+            f"step 8: a replayed {event['action']} answered {code}: {answer}"
+        )
     assert_index_equals_label_studio(loop)
 
 
@@ -368,7 +385,12 @@ def assert_index_equals_label_studio(loop: Loop) -> None:
         for task in index_tasks(loop, loop.state["dataset_id"])
         if task["status"] != "deleted"
     }
-    assert ours == truth
+    differ = {
+        ls_id: {"labelhub": ours.get(ls_id), "label_studio": truth.get(ls_id)}
+        for ls_id in set(ours) | set(truth)
+        if ours.get(ls_id) != truth.get(ls_id)
+    }
+    assert not differ, f"the index differs from Label Studio: {differ}"
     counted = stats(loop)
     labeled = [label for status, label in truth.values() if status == "labeled"]
     assert counted["labeled"] == len(labeled)
