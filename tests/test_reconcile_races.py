@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from sqlalchemy import select
 
@@ -11,6 +13,7 @@ from labelhub.store.models import Task
 from labelhub.sync import locks
 from labelhub.sync import reconcile as reconcile_module
 from labelhub.sync.locks import project_lock
+from labelhub.sync.scheduler import Scheduler
 from labelhub.sync.webhook_setup import register
 from tests.conftest import WEBHOOK_SECRET, drain_jobs, login
 from tests.test_reconcile import _export, assert_mirrors
@@ -202,3 +205,90 @@ async def test_a_foreign_webhook_to_the_same_path_is_left_alone(synced, fake_stu
     urls = sorted(hook["url"] for hook in fake_studio.webhooks.values())
     assert urls[0] == "http://elsewhere.test/webhooks/label-studio"
     assert urls[1].startswith("http://new.test:8000/")
+
+
+async def test_a_deleted_webhook_is_created_again(synced, fake_studio):
+    client = await synced(count=1, labelhub_public_url="http://labelhub.test:8000")
+    args = (
+        client.app[keys.SESSIONS],
+        client.app[keys.STUDIO],
+        client.app[keys.SETTINGS],
+        client.project,
+    )
+    await reconcile_module.reconcile(*args, full=False)
+    fake_studio.webhooks.clear()  # someone removed it in Label Studio
+
+    drift = await reconcile_module.reconcile(*args, full=False)
+
+    [hook] = fake_studio.webhooks.values()
+    assert drift.webhook == "created"
+    assert hook["headers"] == SECRET
+
+
+async def test_the_daemon_registers_its_webhook_when_it_starts(
+    aiohttp_client, studio_settings, fake_studio
+):
+    settings = studio_settings(labelhub_public_url="http://labelhub.test:8000")
+
+    await aiohttp_client(create_app(settings))
+    await _until(lambda: fake_studio.webhooks)
+
+    [hook] = fake_studio.webhooks.values()
+    assert hook["url"].startswith("http://labelhub.test:8000/webhooks/label-studio")
+    assert hook["headers"] == SECRET
+
+
+async def test_an_inactive_webhook_is_reported_when_labelhub_cannot_repair_it(
+    synced, fake_studio, logs
+):
+    client = await synced(count=1)
+    fake_studio.add_webhook(
+        client.project,
+        "http://labelhub.test:8000/webhooks/label-studio",
+        headers=SECRET,
+        is_active=False,
+    )
+
+    drift = await reconcile_module.reconcile(
+        client.app[keys.SESSIONS],
+        client.app[keys.STUDIO],
+        client.app[keys.SETTINGS],
+        client.project,
+        full=False,
+    )
+
+    assert drift.webhook == "inactive"
+    assert [line["project_id"] for line in logs.events("webhook_inactive")] == [
+        client.project
+    ]
+
+
+async def test_scheduled_work_runs_one_at_a_time_coalesced_with_jitter(
+    synced, fake_studio
+):
+    client = await synced(count=1, reconcile_interval_s=300)
+    scheduler = Scheduler(
+        client.app[keys.SESSIONS],
+        client.app[keys.SETTINGS],
+        client.app[keys.RUNNER],
+        client.app[keys.STUDIO],
+    )
+    scheduler.start()
+    try:
+        jobs = {job.func.__name__: job for job in scheduler._scheduler.get_jobs()}
+    finally:
+        await scheduler.stop()
+
+    assert set(jobs) == {"prune", "reconcile_tick", "early_tick"}
+    for job in jobs.values():
+        assert (job.coalesce, job.max_instances) == (True, 1)
+    tick = jobs["reconcile_tick"].trigger
+    assert tick.interval.total_seconds() == 300
+    assert tick.jitter == 30
+
+
+async def _until(condition, timeout_s=5.0):
+    """Wait for `condition()` to hold, failing after `timeout_s`."""
+    async with asyncio.timeout(timeout_s):
+        while not condition():
+            await asyncio.sleep(0.02)

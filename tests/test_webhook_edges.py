@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select
 
 from labelhub import keys
 from labelhub.store import tasks as task_store
+from labelhub.store import webhook_events
 from labelhub.store.models import Annotation, SyncState, WebhookEvent
 from tests.conftest import set_tasks
 from tests.test_webhooks import FIXTURES, HOOK, _count, _send, _task, sample
@@ -173,3 +174,22 @@ async def _early_requested(client):
             )
         )
         return set(rows)
+
+
+async def test_the_audit_trail_keeps_what_arrived_lately_and_prunes_the_rest(hooked):
+    await _send(hooked, sample("ANNOTATION_CREATED"))
+    async with hooked.app[keys.SESSIONS].begin() as session:
+        old = datetime.now(UTC) - timedelta(days=40)
+        await session.execute(
+            WebhookEvent.__table__.insert().values(
+                received_at=old, action="ANNOTATION_CREATED", outcome="applied"
+            )
+        )
+
+        pruned = await webhook_events.prune(session, keep_days=30)
+
+    async with hooked.app[keys.SESSIONS]() as session:
+        kept = list(await session.scalars(select(WebhookEvent.received_at)))
+    assert pruned == 1
+    assert len(kept) == 1
+    assert datetime.now(UTC) - kept[0] < timedelta(minutes=1)

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import time
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import structlog
@@ -22,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from labelhub.errors import Unavailable
 from labelhub.metrics import Metrics
 from labelhub.store import sync_state, webhook_events
+from labelhub.store.models import utcnow
 from labelhub.store.outcome import Outcome
 from labelhub.store.pipeline import Batches, ConnectionLost
 from labelhub.sync.events import Event, apply_events
@@ -126,11 +128,14 @@ class WebhookBatcher:
                 writes, [delivery.event for delivery in batch], tracked
             )
             now = time.perf_counter()
+            now_at = utcnow()
             await writes.write(
                 *webhook_events.record_statement(
                     writes.session,
                     [
                         {
+                            "received_at": now_at
+                            - timedelta(seconds=now - delivery.received_s),
                             "action": delivery.event.action[:64],
                             "ls_project_id": delivery.event.project_id,
                             "ls_ids": delivery.event.ls_ids(),
