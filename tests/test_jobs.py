@@ -266,7 +266,8 @@ async def test_a_job_queued_while_a_worker_finds_none_starts_without_a_poll(
     assert looks == 2
 
 
-async def test_a_runner_that_lost_its_lease_stops_without_finishing(sessions):
+def _endless_job():
+    """A job handler that works until cancelled, and events for both."""
     started = asyncio.Event()
     cancelled = asyncio.Event()
 
@@ -279,6 +280,11 @@ async def test_a_runner_that_lost_its_lease_stops_without_finishing(sessions):
             raise
         return "never"
 
+    return handler, started, cancelled
+
+
+async def test_a_runner_that_lost_its_lease_stops_without_finishing(sessions):
+    handler, started, cancelled = _endless_job()
     [job_id] = await _enqueue(sessions)
     runner = _runner(sessions, handler, owner="a", settings=_settings(job_lease_s=5))
     task = asyncio.create_task(runner.run_once())
@@ -297,17 +303,7 @@ async def test_work_stops_when_the_lease_cannot_be_renewed_in_time(
     sessions, monkeypatch
 ):
     """The database is gone while a job runs: another daemon may take it."""
-    started = asyncio.Event()
-    cancelled = asyncio.Event()
-
-    async def handler(ctx):
-        started.set()
-        try:
-            await asyncio.sleep(60)
-        except asyncio.CancelledError:
-            cancelled.set()
-            raise
-        return "never"
+    handler, started, cancelled = _endless_job()
 
     async def unreachable(*args, **kwargs):
         raise OSError("connection refused")
