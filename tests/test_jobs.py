@@ -296,7 +296,7 @@ async def test_a_runner_that_lost_its_lease_stops_without_finishing(sessions):
     await task
 
     job = await _job(sessions, job_id)
-    assert (job.status, job.lease_owner) == ("running", "b")
+    assert (job.status, job.lease_owner, job.message) == ("running", "b", "running")
 
 
 async def test_work_stops_when_the_lease_cannot_be_renewed_in_time(

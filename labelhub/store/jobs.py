@@ -86,6 +86,7 @@ async def claim(session: AsyncSession, owner: str, lease_s: float) -> Job | None
         .where(Job.id == oldest, claimable)
         .values(
             status="running",
+            message="running",
             lease_owner=owner,
             lease_expires_at=now + timedelta(seconds=lease_s),
             attempts=Job.attempts + 1,
