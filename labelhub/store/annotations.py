@@ -14,11 +14,8 @@ from typing import TYPE_CHECKING, Any, cast
 
 import orjson
 from sqlalchemy import (
-    BigInteger,
     Table,
-    Text,
     and_,
-    any_,
     bindparam,
     case,
     exists,
@@ -27,13 +24,11 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy import cast as sql_cast
-from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from labelhub.store.models import Annotation, Task, UTCDateTime, utcnow
 from labelhub.store.outcome import Outcome
-from labelhub.store.sql import among, dialect, id_list, upsert
+from labelhub.store.sql import among, dialect, id_list, in_array, upsert
 
 if TYPE_CHECKING:
     from labelhub.studio.payloads import StudioAnnotation
@@ -43,16 +38,6 @@ if TYPE_CHECKING:
 # compiled form and cache key are reused instead of rebuilt per batch.
 ANNOTATIONS = cast(Table, Annotation.__table__)
 TASKS = cast(Table, Task.__table__)
-
-
-def in_array(column: Any, name: str, postgresql: bool) -> Any:
-    """`column IN (:name)`: one array parameter on PostgreSQL (given in its
-    text form, see `id_list`), so that the SQL text and its prepared
-    statement are the same whatever the list's length."""
-    if postgresql:
-        array = sql_cast(bindparam(name, type_=Text), ARRAY(BigInteger))
-        return column == any_(array)
-    return column.in_(bindparam(name, expanding=True))
 
 
 def row_of(

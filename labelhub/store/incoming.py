@@ -15,15 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
-from labelhub.store.annotations import (
-    ANNOTATIONS,
-    TASKS,
-    in_array,
-    row_of,
-    write_statement,
-)
+from labelhub.store.annotations import ANNOTATIONS, TASKS, row_of, write_statement
 from labelhub.store.pipeline import Batch
-from labelhub.store.sql import dialect, id_list
+from labelhub.store.sql import dialect, id_list, in_array
 
 if TYPE_CHECKING:
     from labelhub.studio.payloads import StudioAnnotation, StudioTask

@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any
 
-from sqlalchemy import BigInteger, any_, bindparam
+from sqlalchemy import BigInteger, Text, any_, bindparam
+from sqlalchemy import cast as sql_cast
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
 
@@ -29,7 +31,7 @@ def among(session: AsyncSession, column: Any, values: Collection[int]) -> Any:
     PostgreSQL needs to run the query, and the SQL text differs each time.
     """
     if dialect(session) == "postgresql":
-        array = bindparam(None, list(values), type_=postgresql.ARRAY(BigInteger))
+        array = bindparam(None, list(values), type_=ARRAY(BigInteger))
         return column == any_(array)
     return column.in_(list(values))
 
@@ -43,3 +45,13 @@ def id_list(values: Collection[int], postgresql: bool) -> Any:
     if postgresql:
         return "{" + ",".join(map(str, values)) + "}"
     return list(values)
+
+
+def in_array(column: Any, name: str, postgresql: bool) -> Any:
+    """`column IN (:name)`: one array parameter on PostgreSQL (given in its
+    text form, see `id_list`), so that the SQL text and its prepared
+    statement are the same whatever the list's length."""
+    if postgresql:
+        array = sql_cast(bindparam(name, type_=Text), ARRAY(BigInteger))
+        return column == any_(array)
+    return column.in_(bindparam(name, expanding=True))
