@@ -35,9 +35,6 @@ def parse_id(value: Any, field: str, maximum: int = MAX_ID) -> int:
     return value
 
 
-_int = parse_id
-
-
 def _flag(value: Any, field: str) -> bool:
     if value is None:
         return False
@@ -122,8 +119,8 @@ def parse_annotation(
         completed_by = None  # who did it is a detail: not a reason to refuse
     project = note.get("project")
     return StudioAnnotation(
-        ls_annotation_id=_int(note.get("id"), f"{field}.id"),
-        ls_task_id=_int(note.get("task"), f"{field}.task"),
+        ls_annotation_id=parse_id(note.get("id"), f"{field}.id"),
+        ls_task_id=parse_id(note.get("task"), f"{field}.task"),
         project_id=project if isinstance(project, int) else None,
         completed_by=completed_by,
         result=result,
@@ -152,7 +149,7 @@ def _task_fields(
     task = _dict(raw, field)
     data = task.get("data")
     return (
-        _int(task.get("id"), f"{field}.id"),
+        parse_id(task.get("id"), f"{field}.id"),
         labelhub_id_of(task),
         parse_time(task.get("updated_at"), f"{field}.updated_at"),
         data if isinstance(data, dict) else {},
