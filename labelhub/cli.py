@@ -130,8 +130,9 @@ def _migrate(args: argparse.Namespace, settings: Settings) -> int:
 
 def database_problem(exc: DBAPIError) -> str:
     """One line on a database that cannot be used, without the SQL or a secret."""
-    reason = str(exc.orig or exc).strip().splitlines()[0] if str(exc.orig) else ""
-    return f"the database cannot be used: {reason or type(exc.orig).__name__}"
+    text = str(exc.orig or "").strip()
+    reason = text.splitlines()[0] if text else type(exc.orig).__name__
+    return f"the database cannot be used: {reason}"
 
 
 def run_async(coroutine: Coroutine[Any, Any, Any]) -> Any:

@@ -242,21 +242,23 @@ async def _recover(
         linked += await _link(ctx, project_id, list(found), list(found.values()))
 
         now = utcnow()
-        missing = {task_id: at for task_id, at in sent.items() if task_id not in found}
-        overdue = [task_id for task_id, at in missing.items() if at + settle <= now]
+        missing = [
+            (task_id, at) for task_id, at in sent.items() if task_id not in found
+        ]
+        overdue = [task_id for task_id, at in missing if at + settle <= now]
+        waiting = [at for _, at in missing if at + settle > now]
         await _forget_sent(ctx, overdue)
         log.info(
             "import_recovered",
             in_flight=len(sent),
             found=len(found),
             freed=len(overdue),
-            waiting=len(missing) - len(overdue),
+            waiting=len(waiting),
         )
-        if len(overdue) == len(missing):
+        if not waiting:
             return linked
-        earliest = min(at for task_id, at in missing.items() if task_id not in overdue)
-        due_s = (earliest + settle - now).total_seconds()
-        await asyncio.sleep(min(RECOVER_POLL_S, max(due_s, 0.0)))
+        due_s = (min(waiting) + settle - now).total_seconds()
+        await asyncio.sleep(min(RECOVER_POLL_S, due_s))
 
 
 async def _find(
