@@ -321,17 +321,19 @@ async def test_work_stops_when_the_lease_cannot_be_renewed_in_time(
     assert job.status == "running"  # left for whoever claims it once it lapses
 
 
-async def test_a_retry_asked_for_gets_a_fresh_count_of_attempts(
-    client, admin, sessions
-):
+async def _queued_import(client, admin):
+    """A new dataset's import job, queued; its id."""
     created = await (
         await client.post("/datasets", json={"name": "d"}, headers=admin)
     ).json()
-    job_id = (
-        await (
-            await client.post(f"/datasets/{created['id']}/import_to_ls", headers=admin)
-        ).json()
-    )["job_id"]
+    answer = await client.post(f"/datasets/{created['id']}/import_to_ls", headers=admin)
+    return (await answer.json())["job_id"]
+
+
+async def test_a_retry_asked_for_gets_a_fresh_count_of_attempts(
+    client, admin, sessions
+):
+    job_id = await _queued_import(client, admin)
     async with sessions.begin() as session:
         await session.execute(update(Job).values(status="failed", attempts=9))
 
@@ -377,14 +379,7 @@ async def test_jobs_are_listed_newest_first_and_filtered(client, admin):
 
 
 async def test_only_a_failed_job_can_be_retried(client, admin, sessions):
-    created = await (
-        await client.post("/datasets", json={"name": "d"}, headers=admin)
-    ).json()
-    job_id = (
-        await (
-            await client.post(f"/datasets/{created['id']}/import_to_ls", headers=admin)
-        ).json()
-    )["job_id"]
+    job_id = await _queued_import(client, admin)
 
     queued = await client.post(f"/jobs/{job_id}/retry", headers=admin)
     async with sessions.begin() as session:
